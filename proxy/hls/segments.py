@@ -1,0 +1,249 @@
+"""Single-flight segment fetches and a shared cache bounded in bytes.
+
+Every viewer of a live channel asks for the same segments. The first request (or the
+transcode's prefetcher) starts one fetch from NextPVR; everyone else attaches to it and
+receives the bytes *as they arrive*, not after the download ends. Finished segments stay
+in an LRU cache (cachetools) whose size is counted in bytes, so a late viewer, or one
+that lags behind the live edge, is served without another NextPVR request.
+
+Memory is bounded by ``cache_bytes`` for finished segments plus
+``max_inflight * segment_max_bytes`` for fetches still running. A failed fetch is never
+cached: the next request starts a new one.
+
+The fetch runs in a task owned by the cache, not by a request handler, so a viewer that
+disconnects never aborts the download the others are reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cachetools import LRUCache
+
+from proxy.errors import NextPVRError, ProxyError, UpstreamTooLarge
+from proxy.metrics import Metrics
+
+__all__ = ["SegmentCache", "SegmentEntry", "UpstreamBody"]
+
+log = logging.getLogger("proxy.hls.segments")
+
+
+class UpstreamBody(Protocol):
+    """An open upstream response, as the NextPVR client hands it over."""
+
+    status: int
+    content_type: str
+    content_length: int | None
+
+    def iter_chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def close(self) -> None: ...
+
+
+Opener = Callable[[], Awaitable[UpstreamBody]]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentHead:
+    content_type: str
+    content_length: int | None
+
+
+class SegmentEntry:
+    """One segment: complete, or still arriving. Readers iterate it independently."""
+
+    __slots__ = ("_event", "chunks", "done", "error", "head", "key", "size")
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.head: SegmentHead | None = None
+        self.done = False
+        self.error: ProxyError | None = None
+        self._event = asyncio.Event()
+
+    def _notify(self) -> None:
+        # swap the event so waiters wake once and new waiters wait for the next change
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    def _append(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+        self._notify()
+
+    def _finish(self, error: ProxyError | None = None) -> None:
+        self.done = True
+        self.error = error
+        self._notify()
+
+    async def wait_head(self) -> SegmentHead:
+        """Wait until the upstream headers are known (or the fetch failed)."""
+        while self.head is None:
+            if self.done:
+                raise self.error or NextPVRError("segment fetch ended without a response")
+            await self._event.wait()
+        return self.head
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Yield the segment from its first byte, waiting for bytes still to come."""
+        index = 0
+        while True:
+            while index < len(self.chunks):
+                yield self.chunks[index]
+                index += 1
+            if self.done:
+                if self.error is not None:
+                    raise self.error
+                return
+            await self._event.wait()
+
+    def body(self) -> bytes:
+        """The whole body of a complete entry."""
+        return b"".join(self.chunks)
+
+
+class _ByteLRU(LRUCache[Hashable, SegmentEntry]):
+    def __init__(self, maxsize: int, on_evict: Callable[[], None]) -> None:
+        super().__init__(maxsize=maxsize, getsizeof=lambda e: max(e.size, 1))
+        self._on_evict = on_evict
+
+    def popitem(self) -> tuple[Hashable, SegmentEntry]:
+        item = super().popitem()
+        self._on_evict()
+        return item
+
+
+class SegmentCache:
+    def __init__(
+        self,
+        *,
+        cache_bytes: int,
+        segment_max_bytes: int,
+        max_inflight: int = 64,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self._lru = _ByteLRU(max(cache_bytes, 1), self._evicted)
+        self._inflight: dict[Hashable, SegmentEntry] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.segment_max_bytes = segment_max_bytes
+        self.max_inflight = max_inflight
+        self._closed = False
+
+    # -- accounting ------------------------------------------------------
+    @property
+    def cached_bytes(self) -> int:
+        return int(self._lru.currsize)
+
+    @property
+    def inflight_bytes(self) -> int:
+        return sum(e.size for e in self._inflight.values())
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def _evicted(self) -> None:
+        if self._metrics is not None:
+            self._metrics.cache_evictions.inc()
+
+    def _update_gauges(self) -> None:
+        if self._metrics is not None:
+            self._metrics.cache_bytes.set(self._lru.currsize)
+            self._metrics.cache_entries.set(len(self._lru))
+
+    # -- lookups ---------------------------------------------------------
+    def peek(self, key: Hashable) -> SegmentEntry | None:
+        """A complete cached entry, without starting anything."""
+        entry = self._lru.get(key)
+        return entry
+
+    def get(self, key: Hashable, opener: Opener) -> SegmentEntry:
+        """The entry for ``key``: cached, being fetched, or a fetch started now."""
+        entry = self._lru.get(key) or self._inflight.get(key)
+        if entry is not None:
+            if self._metrics is not None:
+                self._metrics.cache_hits.inc()
+            return entry
+        if self._metrics is not None:
+            self._metrics.cache_misses.inc()
+        return self._start(key, opener)
+
+    def prefetch(self, key: Hashable, opener: Opener) -> None:
+        """Start fetching ``key`` unless it is cached or running (no hit/miss counted)."""
+        if key in self._lru or key in self._inflight or len(self._inflight) >= self.max_inflight:
+            return
+        self._start(key, opener)
+
+    def _start(self, key: Hashable, opener: Opener) -> SegmentEntry:
+        if self._closed:
+            raise ProxyError("the proxy is shutting down")
+        if len(self._inflight) >= self.max_inflight:
+            raise NextPVRError("too many segment downloads at once")
+        entry = SegmentEntry(key)
+        self._inflight[key] = entry
+        task = asyncio.get_running_loop().create_task(self._fetch(entry, opener))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return entry
+
+    async def _fetch(self, entry: SegmentEntry, opener: Opener) -> None:
+        body: UpstreamBody | None = None
+        try:
+            body = await opener()
+            if body.content_length is not None and body.content_length > self.segment_max_bytes:
+                raise UpstreamTooLarge("segment larger than hls.segment_max_bytes")
+            entry.head = SegmentHead(body.content_type, body.content_length)
+            entry._notify()
+            async for chunk in body.iter_chunks():
+                if entry.size + len(chunk) > self.segment_max_bytes:
+                    raise UpstreamTooLarge("segment larger than hls.segment_max_bytes")
+                entry._append(chunk)
+                if self._metrics is not None:
+                    self._metrics.received_bytes.labels("hls").inc(len(chunk))
+            if body.content_length is not None and entry.size != body.content_length:
+                raise NextPVRError("NextPVR ended the segment early")
+        except ProxyError as exc:
+            entry._finish(exc)
+        except asyncio.CancelledError:
+            entry._finish(NextPVRError("segment download cancelled"))
+            raise
+        except Exception as exc:  # a bug, not an upstream condition: readers must still finish
+            log.exception("segment fetch failed unexpectedly")
+            entry._finish(NextPVRError(f"segment download failed ({type(exc).__name__})"))
+        else:
+            entry._finish()
+        finally:
+            self._inflight.pop(entry.key, None)
+            if body is not None:
+                await body.close()
+            if entry.done and entry.error is None:
+                try:
+                    self._lru[entry.key] = entry
+                except ValueError:
+                    pass  # larger than the whole cache: served to the attached readers only
+            self._update_gauges()
+
+    async def close(self) -> None:
+        """Cancel running fetches and drop everything."""
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._lru.clear()
+        self._update_gauges()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "cached_bytes": self.cached_bytes,
+            "cached_entries": len(self._lru),
+            "inflight": len(self._inflight),
+            "inflight_bytes": self.inflight_bytes,
+        }

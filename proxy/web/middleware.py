@@ -1,0 +1,137 @@
+"""Middlewares and signals shared by every route.
+
+- ``error_middleware`` turns :class:`ProxyError` into a short response a client can act
+  on (plain text, or JSON under ``/api/``) and anything unexpected into a 500 that is
+  logged once with its traceback. Cancellation (client gone, shutdown) is re-raised.
+- ``observe_middleware`` writes the access log line and the request metrics, labelled by
+  route template, never by raw path.
+- ``add_cors_headers`` runs on *every* prepared response, streaming ones and errors
+  included: hls.js in a browser on another origin needs ``Access-Control-Allow-Origin``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import hdrs, web
+
+from proxy.errors import ProxyError
+from proxy.keys import CONFIG_KEY, METRICS_KEY
+
+__all__ = [
+    "add_cors_headers",
+    "error_middleware",
+    "error_response",
+    "observe_middleware",
+    "route_template",
+]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+log = logging.getLogger("proxy.web")
+access_log = logging.getLogger("proxy.access")
+
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges, Retry-After, ETag",
+}
+_PREFLIGHT = {
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Range, If-Range, Content-Type, X-API-Key, Authorization",
+    "Access-Control-Max-Age": "600",
+}
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (``/live/{channel_id}.m3u8``), a bounded label value."""
+    info = request.match_info
+    if info.http_exception is not None:
+        return "<unmatched>"
+    resource = info.route.resource
+    if resource is None:
+        return "<unmatched>"
+    return resource.canonical
+
+
+def error_response(request: web.Request, exc: ProxyError) -> web.Response:
+    headers = dict(exc.headers)
+    if request.path.startswith("/api/"):
+        body: dict[str, object] = {"error": exc.reason, "message": exc.message}
+        field = getattr(exc, "field", None)
+        if field:
+            body["field"] = field
+        if exc.hint:
+            body["hint"] = exc.hint
+        return web.json_response(body, status=exc.status, headers=headers)
+    resp = web.Response(status=exc.status, text=exc.body(), headers=headers, content_type="text/plain")
+    if exc.status >= 400:
+        resp.headers[hdrs.CACHE_CONTROL] = "no-store"
+    return resp
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProxyError as exc:
+        metrics = request.app.get(METRICS_KEY)
+        if metrics is not None:
+            metrics.errors.labels(exc.reason).inc()
+        log.info("%s %s -> %d %s: %s", request.method, route_template(request), exc.status,
+                 exc.reason, exc.message)
+        return error_response(request, exc)
+    except web.HTTPException:
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, route_template(request))
+        if request.path.startswith("/api/"):
+            return web.json_response({"error": "internal_error", "message": "internal error"}, status=500)
+        return web.Response(status=500, text="internal error\n", content_type="text/plain")
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # nginx's "client closed request"
+        raise
+    finally:
+        elapsed = time.perf_counter() - start
+        route = route_template(request)
+        metrics = request.app.get(METRICS_KEY)
+        if metrics is not None:
+            metrics.requests.labels(route, request.method, f"{status // 100}xx").inc()
+            metrics.request_duration.labels(route).observe(elapsed)
+        config = request.app.get(CONFIG_KEY)
+        if config is None or config.logging.access_log:
+            # the raw path may hold tokens (harmless) and api_key (redacted by the formatter)
+            access_log.info("%s %s %s %d %.1fms", request.remote, request.method, request.rel_url,
+                            status, elapsed * 1000,
+                            extra={"status": status, "method": request.method, "path": route,
+                                   "remote": request.remote, "duration_ms": round(elapsed * 1000, 1)})
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for key, value in _CORS.items():
+        response.headers.setdefault(key, value)
+    if request.method == hdrs.METH_OPTIONS:
+        for key, value in _PREFLIGHT.items():
+            response.headers.setdefault(key, value)
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """Answer CORS preflight requests for any path."""
+    return web.Response(status=204)
