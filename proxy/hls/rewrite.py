@@ -1,0 +1,553 @@
+"""Lossless, line-based HLS playlist rewriter (pure: no I/O, no aiohttp).
+
+Every URI site listed in section 2 of the team's HLS notes is handed to a
+:data:`Mapper` as an absolute upstream URL; every other byte is copied through
+unchanged (unknown tags, comments, blank lines, attribute order, CRLF, a missing
+final newline). The ``m3u8`` package is deliberately not used here: its
+``loads()``/``dumps()`` round trip drops tags, corrupts attributes, crashes on
+valid syntax and is about ten times slower.
+
+Decisions (the proxy turns :class:`PlaylistError` into a 502):
+
+* A text whose first line is not ``#EXTM3U`` is not a playlist (NextPVR answers
+  failures with an XML body at HTTP 200): :class:`PlaylistError`.
+* The values reported in :class:`PlaylistInfo` must parse, or the proxy could
+  not time or stitch the playlist: a non-numeric ``EXT-X-TARGETDURATION``,
+  ``EXT-X-MEDIA-SEQUENCE``, ``EXT-X-DISCONTINUITY-SEQUENCE``, ``EXT-X-VERSION``
+  or ``EXTINF`` duration raises :class:`PlaylistError`. A decimal target
+  duration (``6.0``, seen in the wild and tolerated by hls.js) is rounded up.
+* A URI-bearing tag whose attribute list cannot be tokenised raises
+  :class:`PlaylistError` rather than being passed on with an unproxied URI.
+* URIs with a non-HTTP scheme (``skd:``, ``data:``) and URIs holding an
+  ``EXT-X-DEFINE`` reference (``{$name}``) are kept verbatim and never reach the
+  mapper; ``PlaylistInfo.has_define`` tells the caller that variables are used.
+* A fragment (``#t=0``) is not part of the URL given to the mapper and is
+  appended to the replacement unchanged.
+* Interstitial ``X-ASSET-URI``/``X-ASSET-LIST`` and preload ``X-URI`` are
+  rewritten unless the DATERANGE (or an earlier one with the same ID) names a
+  different ``CLASS``; no other ``X-`` attribute is ever touched.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, TypeAlias
+
+__all__ = [
+    "Mapper",
+    "PlaylistError",
+    "PlaylistInfo",
+    "RewriteJob",
+    "UriKind",
+    "UriSite",
+    "iter_rewrite",
+    "resolve_reference",
+    "rewrite_playlist",
+]
+
+
+class PlaylistError(ValueError):
+    """The upstream text is not a playlist the proxy can serve.
+
+    Messages name a line number and a tag, never a URI or any other value.
+    """
+
+
+class UriKind(enum.Enum):
+    MEDIA = "media"
+    PLAYLIST = "playlist"
+    KEY = "key"
+    INIT = "init"
+    PART = "part"
+    PRELOAD_HINT = "preload_hint"
+    RENDITION_REPORT = "rendition_report"
+    DATA = "data"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class UriSite:
+    """Where a URI sits: ``tag``/``attribute`` are ``None`` for a URI line."""
+
+    tag: str | None
+    attribute: str | None
+    kind: UriKind
+
+
+#: absolute upstream URL (fragment removed) -> replacement URI, or None to keep the original verbatim
+Mapper: TypeAlias = Callable[[str, UriSite], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PlaylistInfo:
+    is_master: bool
+    target_duration: int | None
+    media_sequence: int
+    discontinuity_sequence: int
+    endlist: bool
+    playlist_type: str | None
+    segment_count: int
+    total_duration: float
+    has_define: bool
+    version: int | None
+
+
+def _sites(tag: str, **attributes: UriKind) -> MappingProxyType[str, UriSite]:
+    return MappingProxyType({name.replace("_", "-"): UriSite(tag, name.replace("_", "-"), kind)
+                             for name, kind in attributes.items()})
+
+
+_K = UriKind
+#: tag name -> URI-valued attribute -> site (section 2 of the HLS notes)
+_URI_TAGS: Final = MappingProxyType({
+    "EXT-X-KEY": _sites("EXT-X-KEY", URI=_K.KEY),
+    "EXT-X-SESSION-KEY": _sites("EXT-X-SESSION-KEY", URI=_K.KEY),
+    "EXT-X-MAP": _sites("EXT-X-MAP", URI=_K.INIT),
+    "EXT-X-MEDIA": _sites("EXT-X-MEDIA", URI=_K.PLAYLIST),
+    "EXT-X-I-FRAME-STREAM-INF": _sites("EXT-X-I-FRAME-STREAM-INF", URI=_K.PLAYLIST),
+    "EXT-X-IMAGE-STREAM-INF": _sites("EXT-X-IMAGE-STREAM-INF", URI=_K.PLAYLIST),
+    "EXT-X-PART": _sites("EXT-X-PART", URI=_K.PART),
+    "EXT-X-PRELOAD-HINT": _sites("EXT-X-PRELOAD-HINT", URI=_K.PRELOAD_HINT),
+    "EXT-X-RENDITION-REPORT": _sites("EXT-X-RENDITION-REPORT", URI=_K.RENDITION_REPORT),
+    "EXT-X-SESSION-DATA": _sites("EXT-X-SESSION-DATA", URI=_K.DATA),
+    "EXT-X-CONTENT-STEERING": _sites("EXT-X-CONTENT-STEERING", SERVER_URI=_K.DATA),
+    "EXT-X-DATERANGE": _sites("EXT-X-DATERANGE", X_ASSET_URI=_K.PLAYLIST, X_ASSET_LIST=_K.DATA,
+                              X_URI=_K.OTHER),
+})
+#: DATERANGE client attributes only mean "URI" for their own CLASS (bis App. D.2 and F)
+_DATERANGE_CLASS: Final = MappingProxyType({
+    "X-ASSET-URI": "com.apple.hls.interstitial",
+    "X-ASSET-LIST": "com.apple.hls.interstitial",
+    "X-URI": "com.apple.hls.preload",
+})
+_MULTIVARIANT_TAGS: Final = frozenset({
+    "EXT-X-STREAM-INF", "EXT-X-I-FRAME-STREAM-INF", "EXT-X-IMAGE-STREAM-INF", "EXT-X-MEDIA",
+    "EXT-X-SESSION-DATA", "EXT-X-SESSION-KEY", "EXT-X-CONTENT-STEERING",
+})
+_SITE_SEGMENT: Final = UriSite(None, None, UriKind.MEDIA)
+_SITE_VARIANT: Final = UriSite(None, None, UriKind.PLAYLIST)
+_MAX_SEQUENCE: Final = 2**64 - 1
+
+# RFC 3986 appendix B, restricted to a syntactically valid scheme; the fragment is split off before
+_REFERENCE: Final = re.compile(r"(?:([A-Za-z][A-Za-z0-9+.\-]*):)?(?://([^/?#]*))?([^?#]*)(?:\?(.*))?",
+                               re.DOTALL)
+_SCHEME_PREFIX: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4 for the absolute paths produced by resolution."""
+    segments = path.split("/")
+    out: list[str] = []
+    for seg in segments:
+        if seg == "..":
+            if len(out) > 1 or (out and out[0] != ""):
+                out.pop()
+        elif seg != ".":
+            out.append(seg)
+    if segments[-1] in (".", ".."):
+        out.append("")
+    return "/".join(out)
+
+
+class _Base:
+    """A parsed base URL that resolves references per RFC 3986 section 5.2.
+
+    Only results with an http(s) scheme and an authority are returned. Unlike
+    ``urllib.parse.urljoin`` this keeps an empty query (``seg.ts?``), keeps empty
+    path segments and removes dot segments from absolute references, so upstream
+    receives exactly the bytes RFC 3986 says the client would have asked for.
+    """
+
+    __slots__ = ("authority", "dir", "has_dot_dir", "origin", "path", "query", "scheme", "without_query")
+
+    def __init__(self, url: str) -> None:
+        url = url.partition("#")[0]
+        m = _REFERENCE.fullmatch(url)
+        scheme = (m.group(1) or "").lower() if m else ""
+        if m is None or scheme not in ("http", "https") or m.group(2) is None:
+            raise ValueError("base_url must be an absolute http(s) URL")
+        self.scheme = scheme
+        self.authority: str = m.group(2)
+        self.path: str = m.group(3)
+        self.query: str | None = m.group(4)
+        self.origin = f"{scheme}://{self.authority}"
+        self.without_query = self.origin + self.path
+        # RFC 3986 5.2.3 merge: an authority with an empty path merges as "/"
+        self.dir = self.path[: self.path.rfind("/") + 1] if self.path else "/"
+        self.has_dot_dir = "/." in self.dir
+
+    def resolve(self, ref: str) -> str | None:
+        """Absolute URL for ``ref`` (which must not contain its fragment), or None if not http(s)."""
+        if ":" in ref and _SCHEME_PREFIX.match(ref):
+            return self._resolve_general(ref)
+        first = ref[:1]
+        if first == "/":
+            if ref[1:2] == "/":
+                return self._resolve_general(ref)
+            q = ref.find("?")
+            path = ref if q < 0 else ref[:q]
+            if "/." in path:
+                return self.origin + _remove_dot_segments(path) + ("" if q < 0 else ref[q:])
+            return self.origin + ref
+        if first == "?":
+            return self.without_query + ref
+        if not ref:
+            return self.without_query if self.query is None else f"{self.without_query}?{self.query}"
+        q = ref.find("?")
+        if q < 0:
+            merged = self.dir + ref
+            rest = ""
+        else:
+            merged = self.dir + ref[:q]
+            rest = ref[q:]
+        if first == "." or self.has_dot_dir or "/." in merged:
+            merged = _remove_dot_segments(merged)
+        return self.origin + merged + rest
+
+    def _resolve_general(self, ref: str) -> str | None:
+        m = _REFERENCE.fullmatch(ref)
+        if m is None:  # pragma: no cover - the pattern matches every string
+            return None
+        scheme, authority, path, query = m.groups()
+        if scheme is not None:
+            scheme = scheme.lower()
+            if scheme not in ("http", "https") or authority is None:
+                return None
+        else:
+            scheme = self.scheme
+            if authority is None:  # pragma: no cover - resolve() handles every other form
+                return None
+        if "/." in path:
+            path = _remove_dot_segments(path)
+        return f"{scheme}://{authority}{path}" + ("" if query is None else "?" + query)
+
+
+def resolve_reference(base_url: str, ref: str) -> str | None:
+    """RFC 3986 resolution of ``ref`` (fragment kept) against ``base_url``; None unless http(s)."""
+    ref, hash_, fragment = ref.partition("#")
+    url = _Base(base_url).resolve(ref)
+    return None if url is None else url + hash_ + fragment
+
+
+#: (attribute name, value start, value end, quoted): a value's span excludes its quotes
+_Span: TypeAlias = tuple[str, int, int, bool]
+
+
+class _Pass:
+    """State of one rewrite: the resolver, the mapper and the facts collected so far."""
+
+    def __init__(self, base_url: str, mapper: Mapper) -> None:
+        self.base = _Base(base_url)
+        self.mapper = mapper
+        self.target_duration: int | None = None
+        self.media_sequence = 0
+        self.discontinuity_sequence = 0
+        self.endlist = False
+        self.playlist_type: str | None = None
+        self.segment_count = 0
+        self.extinf_count = 0
+        self.total_duration = 0.0
+        self.has_define = False
+        self.version: int | None = None
+        self.multivariant = False
+        self.variant_pending = False
+        #: DATERANGE ID -> CLASS, so a later tag with the same ID keeps its meaning (bounded by the text)
+        self.daterange_classes: dict[str, str] = {}
+
+    def info(self) -> PlaylistInfo:
+        return PlaylistInfo(
+            is_master=self.multivariant and self.extinf_count == 0,
+            target_duration=self.target_duration,
+            media_sequence=self.media_sequence,
+            discontinuity_sequence=self.discontinuity_sequence,
+            endlist=self.endlist,
+            playlist_type=self.playlist_type,
+            segment_count=self.segment_count,
+            total_duration=self.total_duration,
+            has_define=self.has_define,
+            version=self.version,
+        )
+
+    def check_header(self, first_line: str) -> None:
+        if first_line.startswith("\ufeff"):
+            first_line = first_line[1:]
+        if first_line.rstrip(" \t\r") != "#EXTM3U":
+            raise PlaylistError("not an HLS playlist: the first line is not #EXTM3U")
+
+    def map(self, value: str, site: UriSite) -> str | None:
+        if not value or "{$" in value:
+            return None
+        h = value.find("#")
+        if h < 0:
+            url = self.base.resolve(value)
+            fragment = ""
+        else:
+            url = self.base.resolve(value[:h])
+            fragment = value[h:]
+        if url is None:
+            return None
+        new = self.mapper(url, site)
+        if new is None:
+            return None
+        return new + fragment if fragment else new
+
+    def run(self, lines: list[str], start: int, stop: int) -> None:
+        """Rewrite ``lines[start:stop]`` in place; the hot loop, so it avoids calls where it can."""
+        total = self.total_duration
+        extinfs = self.extinf_count
+        try:
+            for i in range(start, stop):
+                line = lines[i]
+                if not line:
+                    continue
+                if line[0] == "#":
+                    if line.startswith("#EXTINF:"):
+                        value = line[8:]
+                        comma = value.find(",")
+                        try:
+                            duration = float(value if comma < 0 else value[:comma])
+                        except ValueError:
+                            raise PlaylistError(f"line {i + 1}: EXTINF duration is not a number") from None
+                        if not math.isfinite(duration):
+                            raise PlaylistError(f"line {i + 1}: EXTINF duration is not finite")
+                        if duration > 0:
+                            total += duration
+                        extinfs += 1
+                    elif line.startswith("#EXT"):
+                        new = self.tag(line, i)
+                        if new is not None:
+                            lines[i] = new
+                    continue
+                new = self.uri_line(line, i)
+                if new is not None:
+                    lines[i] = new
+        finally:
+            self.total_duration = total
+            self.extinf_count = extinfs
+
+    def uri_line(self, line: str, index: int) -> str | None:
+        if line[-1] == "\r":
+            core = line[:-1]
+            eol = "\r"
+        else:
+            core = line
+            eol = ""
+        uri = core.strip(" \t")
+        if not uri:
+            return None
+        if uri[0] == "#":  # an indented tag or comment: not a URI (hls.js would fetch it)
+            new = self.tag(uri, index) if uri.startswith("#EXT") else None
+        else:
+            if self.variant_pending:
+                self.variant_pending = False
+                site = _SITE_VARIANT
+            else:
+                self.segment_count += 1
+                site = _SITE_SEGMENT
+            new = self.map(uri, site)
+        if new is None:
+            return None
+        if uri is core:
+            return new + eol if eol else new
+        lead = core[: len(core) - len(core.lstrip(" \t"))]
+        trail = core[len(core.rstrip(" \t")):]
+        return lead + new + trail + eol
+
+    def tag(self, line: str, index: int) -> str | None:
+        """Handle one ``#EXT`` line; returns the rewritten line or None when unchanged."""
+        colon = line.find(":")
+        if colon < 0:
+            name = line[1:].rstrip(" \t\r")
+            value = ""
+        else:
+            name = line[1:colon]
+            value = line[colon + 1:]
+        sites = _URI_TAGS.get(name)
+        if sites is not None:
+            if name in _MULTIVARIANT_TAGS:
+                self.multivariant = True
+            return self.rewrite_attributes(line, colon, name, sites, index) if colon >= 0 else None
+        if name == "EXT-X-STREAM-INF":
+            self.multivariant = True
+            self.variant_pending = True
+        elif name == "EXT-X-TARGETDURATION":
+            self.target_duration = _target_duration(value, index)
+        elif name == "EXT-X-MEDIA-SEQUENCE":
+            self.media_sequence = _integer(value, name, index)
+        elif name == "EXT-X-DISCONTINUITY-SEQUENCE":
+            self.discontinuity_sequence = _integer(value, name, index)
+        elif name == "EXT-X-ENDLIST":
+            self.endlist = True
+        elif name == "EXT-X-PLAYLIST-TYPE":
+            self.playlist_type = value.strip(" \t\r") or None
+        elif name == "EXT-X-VERSION":
+            self.version = _integer(value, name, index)
+        elif name == "EXT-X-DEFINE":
+            self.has_define = True
+        return None
+
+    def rewrite_attributes(self, line: str, colon: int, name: str,
+                           sites: MappingProxyType[str, UriSite], index: int) -> str | None:
+        end = len(line) - 1 if line.endswith("\r") else len(line)
+        spans = _attribute_spans(line, colon + 1, end, name, index)
+        if name == "EXT-X-DATERANGE":
+            spans = self.daterange_uri_spans(line, spans)
+        pieces: list[str] = []
+        pos = 0
+        for attr, start, stop, _quoted in spans:
+            site = sites.get(attr)
+            if site is None:
+                continue
+            new = self.map(line[start:stop], site)
+            if new is None:
+                continue
+            pieces.append(line[pos:start])
+            pieces.append(new)
+            pos = stop
+        if not pieces:
+            return None
+        pieces.append(line[pos:])
+        return "".join(pieces)
+
+    def daterange_uri_spans(self, line: str, spans: list[_Span]) -> list[_Span]:
+        ident = klass = None
+        for attr, start, stop, _quoted in spans:
+            if attr == "ID":
+                ident = line[start:stop]
+            elif attr == "CLASS":
+                klass = line[start:stop]
+        if ident is not None:
+            if klass is not None:
+                self.daterange_classes[ident] = klass
+            else:
+                klass = self.daterange_classes.get(ident)
+        if klass is None:
+            return spans
+        return [s for s in spans if _DATERANGE_CLASS.get(s[0], klass) == klass]
+
+
+def _attribute_spans(line: str, pos: int, end: int, tag: str, index: int) -> list[_Span]:
+    """Tokenise an attribute list (quoted strings may hold commas); tolerates blanks after commas."""
+    spans: list[_Span] = []
+    while pos < end:
+        eq = line.find("=", pos, end)
+        if eq < 0:
+            raise PlaylistError(f"line {index + 1}: malformed attribute list in {tag}")
+        attr = line[pos:eq].strip(" \t")
+        if not attr or "," in attr or '"' in attr:
+            raise PlaylistError(f"line {index + 1}: malformed attribute list in {tag}")
+        start = eq + 1
+        if start < end and line[start] == '"':
+            close = line.find('"', start + 1, end)
+            if close < 0:
+                raise PlaylistError(f"line {index + 1}: unterminated quoted string in {tag}")
+            spans.append((attr, start + 1, close, True))
+            pos = close + 1
+        else:
+            comma = line.find(",", start, end)
+            stop = end if comma < 0 else comma
+            pos = stop
+            while stop > start and line[stop - 1] in " \t":
+                stop -= 1
+            spans.append((attr, start, stop, False))
+        while pos < end and line[pos] in " \t":
+            pos += 1
+        if pos < end:
+            if line[pos] != ",":
+                raise PlaylistError(f"line {index + 1}: malformed attribute list in {tag}")
+            pos += 1
+            while pos < end and line[pos] in " \t":
+                pos += 1
+    return spans
+
+
+def _integer(value: str, tag: str, index: int) -> int:
+    text = value.strip(" \t\r")
+    if not (text.isascii() and text.isdigit()) or len(text) > 20 or int(text) > _MAX_SEQUENCE:
+        raise PlaylistError(f"line {index + 1}: {tag} is not a decimal integer")
+    return int(text)
+
+
+def _target_duration(value: str, index: int) -> int:
+    text = value.strip(" \t\r")
+    if text.isascii() and text.isdigit() and len(text) <= 20:
+        return int(text)
+    try:
+        number = float(text) if text.isascii() and len(text) <= 32 else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise PlaylistError(f"line {index + 1}: EXT-X-TARGETDURATION is not a number")
+    return math.ceil(number)
+
+
+class RewriteJob:
+    """One rewrite, done in chunks of lines so an async caller can yield between them.
+
+    Iterate :meth:`chunks` (or the job itself); ``"".join`` of the chunks is the
+    output of :func:`rewrite_playlist`. :attr:`info` is available once every chunk
+    has been produced. A :class:`PlaylistError` may surface in any chunk, so
+    collect all of them before sending anything to a client.
+    """
+
+    def __init__(self, text: str, base_url: str, mapper: Mapper, *, lines_per_chunk: int = 2000) -> None:
+        if lines_per_chunk < 1:
+            raise ValueError("lines_per_chunk must be positive")
+        self._pass = _Pass(base_url, mapper)
+        self._text = text
+        self._lines_per_chunk = lines_per_chunk
+        self._info: PlaylistInfo | None = None
+        self._started = False
+
+    def chunks(self) -> Iterator[str]:
+        if self._started:
+            raise RuntimeError("a RewriteJob can only be iterated once")
+        self._started = True
+        return self._chunks()
+
+    __iter__ = chunks
+
+    def _chunks(self) -> Iterator[str]:
+        text = self._text
+        self._text = ""
+        if not text:
+            raise PlaylistError("empty playlist")
+        lines = text.split("\n")
+        del text
+        self._pass.check_header(lines[0])
+        n = len(lines)
+        step = self._lines_per_chunk
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            self._pass.run(lines, start, stop)
+            chunk = "\n".join(lines[start:stop])
+            yield chunk + "\n" if stop < n else chunk
+        self._info = self._pass.info()
+
+    @property
+    def info(self) -> PlaylistInfo:
+        if self._info is None:
+            raise RuntimeError("the playlist info is known only after the last chunk")
+        return self._info
+
+
+def iter_rewrite(text: str, base_url: str, mapper: Mapper, *, lines_per_chunk: int = 2000) -> RewriteJob:
+    """Rewrite in chunks of ``lines_per_chunk`` lines; see :class:`RewriteJob`."""
+    return RewriteJob(text, base_url, mapper, lines_per_chunk=lines_per_chunk)
+
+
+def rewrite_playlist(text: str, base_url: str, mapper: Mapper) -> tuple[str, PlaylistInfo]:
+    """Rewrite every URI site of ``text`` through ``mapper``; ``base_url`` is the final upstream URL.
+
+    Raises :class:`PlaylistError` for input the proxy cannot serve and ``ValueError``
+    for a ``base_url`` that is not an absolute http(s) URL.
+    """
+    job = RewriteJob(text, base_url, mapper, lines_per_chunk=sys.maxsize)
+    out = "".join(job.chunks())
+    return out, job.info
