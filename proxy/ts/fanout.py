@@ -1,0 +1,386 @@
+"""Live MPEG-TS: one NextPVR connection per channel, fanned out to every viewer.
+
+A tuner is the scarce resource, so every viewer of a channel shares one upstream
+``/live?channeloid=`` connection. A reader task pulls chunks from NextPVR, aligns them
+to 188-byte packets and pushes them into each viewer's queue. The queues are bounded in
+bytes: a viewer that falls further behind than ``viewer_buffer_bytes`` is disconnected
+(logged and counted) instead of slowing the others down or growing memory.
+
+Where a new viewer starts: at the latest PAT + PMT followed by the most recent keyframe
+(the reader keeps the bytes since the last keyframe, bounded by
+``keyframe_cache_bytes``). A decoder can start there at once; the price is that the
+viewer begins up to one GOP behind the live edge. A viewer that joins before any
+keyframe was seen waits for the next one, or for a short deadline when the stream has no
+recognisable video (radio), and then starts at a packet boundary after PAT + PMT.
+
+When the last viewer leaves, the upstream stays open for ``linger`` seconds so that
+zapping back does not cost a new tuner. NextPVR ending the stream cleanly, or sending
+nothing for ``upstream_idle_timeout``, ends it for every viewer. A connection that
+*breaks* (reset, truncated chunk) while viewers remain is re-opened once (``reconnect``);
+the viewers continue from the next keyframe of the new connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from proxy.config import TSConfig
+from proxy.errors import NextPVRError, NextPVRTimeout, ProxyError, ServiceUnavailable
+from proxy.hls.segments import UpstreamBody
+from proxy.media.ts import PacketAligner, StreamAnalyzer
+from proxy.metrics import Metrics
+
+__all__ = ["ChannelStream", "LiveTSManager", "Viewer"]
+
+log = logging.getLogger("proxy.ts")
+
+Opener = Callable[[], Awaitable[UpstreamBody]]
+#: how long a viewer waits for a keyframe before it starts at any packet boundary
+_KEYFRAME_WAIT = 3.0
+#: most bytes handed to one write() call; bigger batches only add copying
+_WRITE_BATCH = 256 * 1024
+
+
+class EndReason(enum.Enum):
+    UPSTREAM_ENDED = "upstream ended"
+    UPSTREAM_IDLE = "upstream sent nothing"
+    UPSTREAM_ERROR = "upstream failed"
+    SLOW = "viewer too slow"
+    LEFT = "viewer left"
+    SHUTDOWN = "shutdown"
+
+
+#: endings after which a viewer still receives what is already queued for it
+_DRAIN = frozenset({EndReason.UPSTREAM_ENDED, EndReason.UPSTREAM_IDLE, EndReason.UPSTREAM_ERROR})
+
+
+class Viewer:
+    """One client's queue. ``next()`` hands out bytes; ``push()`` never blocks."""
+
+    def __init__(self, limit: int, on_overflow: Callable[[Viewer], None]) -> None:
+        self.limit = limit
+        #: set by the handler: drops the client connection (a stalled writer is stuck in drain)
+        self.abort: Callable[[], None] | None = None
+        self.queued = 0
+        self.peak = 0
+        self.sent = 0
+        self.started = False
+        self.joined_at = time.monotonic()
+        self.ended: EndReason | None = None
+        self._queue: deque[bytes] = deque()
+        self._event = asyncio.Event()
+        self._on_overflow = on_overflow
+
+    def push(self, data: bytes) -> None:
+        if self.ended is not None or not data:
+            return
+        if self.queued + len(data) > self.limit:
+            self.end(EndReason.SLOW)
+            self._on_overflow(self)
+            if self.abort is not None:
+                self.abort()
+            return
+        self._queue.append(data)
+        self.queued += len(data)
+        self.peak = max(self.peak, self.queued)
+        self._event.set()
+
+    def end(self, reason: EndReason) -> None:
+        """Stop this viewer. After a clean upstream end it still drains what it has queued."""
+        if self.ended is None:
+            self.ended = reason
+            if reason not in _DRAIN:
+                self._queue.clear()
+                self.queued = 0
+            self._event.set()
+
+    async def next(self) -> bytes | None:
+        """The next bytes to send, or None when this viewer's stream is over."""
+        while not self._queue:
+            if self.ended is not None:
+                return None
+            self._event.clear()
+            await self._event.wait()
+        if self.ended is not None and self.ended not in _DRAIN:
+            return None
+        parts: list[bytes] = []
+        size = 0
+        while self._queue and size < _WRITE_BATCH:
+            part = self._queue.popleft()
+            parts.append(part)
+            size += len(part)
+        self.queued -= size
+        self.sent += size
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class ChannelStream:
+    """The shared upstream connection of one channel and its viewers."""
+
+    def __init__(self, channel_id: int, opener: Opener, config: TSConfig, *,
+                 metrics: Metrics | None = None, on_closed: Callable[[ChannelStream], None]) -> None:
+        self.channel_id = channel_id
+        self._opener = opener
+        self._config = config
+        self._metrics = metrics
+        self._on_closed = on_closed
+        self.viewers: set[Viewer] = set()
+        self.connections = 0  # upstream connections opened over the stream's life
+        self.closed = False
+        self._body: UpstreamBody | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self._aligner = PacketAligner()
+        self._analyzer = StreamAnalyzer()
+        self._gop: deque[bytes] = deque()
+        self._gop_bytes = 0
+        self._have_keyframe = False
+
+    # -- life cycle -------------------------------------------------------
+    async def open(self) -> None:
+        """Open the upstream connection; raises the NextPVR error (no tuner, ...) for the first viewer."""
+        self._body = await self._opener()
+        self.connections += 1
+        self._gauge_upstream(+1)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"ts-{self.channel_id}")
+
+    async def close(self, reason: EndReason = EndReason.SHUTDOWN) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._linger is not None:
+            self._linger.cancel()
+        for viewer in list(self.viewers):
+            viewer.end(reason)
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_body()
+        self._on_closed(self)
+
+    async def _close_body(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            self._gauge_upstream(-1)
+            await body.close()
+
+    def _gauge_upstream(self, delta: int) -> None:
+        if self._metrics is not None:
+            self._metrics.upstream_streams.labels("ts_connection").inc(delta)
+            self._metrics.tuners_in_use.inc(delta)
+
+    # -- viewers ----------------------------------------------------------
+    def add_viewer(self) -> Viewer:
+        if self.closed:
+            raise ServiceUnavailable("this channel's stream just ended; try again")
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        viewer = Viewer(self._config.viewer_buffer_bytes, self._overflow)
+        self.viewers.add(viewer)
+        if self._have_keyframe and self._gop_bytes + 2 * 188 <= viewer.limit:
+            self._start_viewer(viewer, b"".join(self._gop))
+        if self._metrics is not None:
+            self._metrics.viewers.labels("ts").inc()
+        return viewer
+
+    def remove_viewer(self, viewer: Viewer) -> None:
+        if viewer not in self.viewers:
+            return
+        self.viewers.discard(viewer)
+        viewer.end(EndReason.LEFT)
+        if self._metrics is not None:
+            self._metrics.viewers.labels("ts").dec()
+        if not self.viewers and not self.closed:
+            loop = asyncio.get_running_loop()
+            self._linger = loop.call_later(self._config.linger, self._linger_expired)
+
+    def _linger_expired(self) -> None:
+        self._linger = None
+        if not self.viewers and not self.closed:
+            log.info("channel %d: no viewer for %.0fs, releasing the tuner", self.channel_id,
+                     self._config.linger)
+            asyncio.get_running_loop().create_task(self.close(EndReason.LEFT))
+
+    def _overflow(self, viewer: Viewer) -> None:
+        log.warning("channel %d: viewer fell more than %d bytes behind; disconnecting it",
+                    self.channel_id, viewer.limit)
+        if self._metrics is not None:
+            self._metrics.slow_viewers.labels("ts").inc()
+
+    def _start_viewer(self, viewer: Viewer, data: bytes) -> None:
+        pat, pmt = self._analyzer.pat, self._analyzer.pmt
+        head = (pat or b"") + (pmt or b"")
+        viewer.started = True
+        viewer.push(head + data)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes the proxy holds for this channel: viewer queues plus the keyframe cache."""
+        return sum(v.queued for v in self.viewers) + self._gop_bytes
+
+    # -- the reader -------------------------------------------------------
+    async def _run(self) -> None:
+        reason = EndReason.UPSTREAM_ENDED
+        reconnects_left = 1 if self._config.reconnect else 0
+        try:
+            while True:
+                try:
+                    await self._pump()
+                    reason = EndReason.UPSTREAM_ENDED
+                    break
+                except NextPVRTimeout:
+                    reason = EndReason.UPSTREAM_IDLE
+                    break
+                except NextPVRError as exc:
+                    reason = EndReason.UPSTREAM_ERROR
+                    if reconnects_left <= 0 or not self.viewers:
+                        log.warning("channel %d: upstream failed (%s)", self.channel_id, exc.message)
+                        break
+                    reconnects_left -= 1
+                    log.warning("channel %d: upstream broke (%s); reconnecting", self.channel_id, exc.message)
+                    await self._close_body()
+                    try:
+                        await self._reopen()
+                    except ProxyError as reopen_exc:
+                        log.warning("channel %d: reconnect failed (%s)", self.channel_id, reopen_exc.message)
+                        break
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("channel %d: reader crashed", self.channel_id)
+            reason = EndReason.UPSTREAM_ERROR
+        log.info("channel %d: stream over (%s)", self.channel_id, reason.value)
+        await self.close(reason)
+
+    async def _reopen(self) -> None:
+        self._body = await self._opener()
+        self.connections += 1
+        self._gauge_upstream(+1)
+        if self._metrics is not None:
+            self._metrics.ts_reconnects.inc()
+        # the new connection has its own timestamps: everyone resumes at its first keyframe
+        self._aligner = PacketAligner()
+        self._analyzer = StreamAnalyzer()
+        self._gop.clear()
+        self._gop_bytes = 0
+        self._have_keyframe = False
+        for viewer in self.viewers:
+            viewer.started = False
+            viewer.joined_at = time.monotonic()
+
+    async def _pump(self) -> None:
+        body = self._body
+        assert body is not None
+        async for chunk in body.iter_chunks():
+            if self._metrics is not None:
+                self._metrics.received_bytes.labels("ts").inc(len(chunk))
+            packets = self._aligner.feed(chunk)
+            if packets:
+                self._dispatch(packets)
+
+    def _dispatch(self, packets: bytes) -> None:
+        keyframes = self._analyzer.scan(packets)
+        limit = self._config.keyframe_cache_bytes
+        if keyframes:
+            last = keyframes[-1]
+            self._gop.clear()
+            self._gop.append(packets[last:])
+            self._gop_bytes = len(packets) - last
+            self._have_keyframe = True
+        elif self._have_keyframe:
+            self._gop.append(packets)
+            self._gop_bytes += len(packets)
+            if self._gop_bytes > limit:
+                # a GOP longer than the cache: new viewers wait for the next keyframe
+                self._gop.clear()
+                self._gop_bytes = 0
+                self._have_keyframe = False
+        now = time.monotonic()
+        no_video = self._analyzer.pmt is not None and self._analyzer.video_pid is None
+        for viewer in list(self.viewers):
+            if viewer.started:
+                viewer.push(packets)
+            elif keyframes:
+                self._start_viewer(viewer, packets[keyframes[0]:])
+            elif no_video or now - viewer.joined_at > _KEYFRAME_WAIT:
+                self._start_viewer(viewer, packets)
+            if viewer.ended is EndReason.SLOW:
+                self.viewers.discard(viewer)
+                if self._metrics is not None:
+                    self._metrics.viewers.labels("ts").dec()
+
+
+class LiveTSManager:
+    """Channel id -> its shared stream. Starting a channel is single-flight."""
+
+    def __init__(self, config: TSConfig, opener_for: Callable[[int], Opener], *,
+                 metrics: Metrics | None = None, max_channels: int = 64) -> None:
+        self._config = config
+        self._opener_for = opener_for
+        self._metrics = metrics
+        self._max_channels = max_channels
+        self._streams: dict[int, ChannelStream] = {}
+        self._starting: dict[int, asyncio.Future[ChannelStream]] = {}
+        self._closing = False
+
+    def get(self, channel_id: int) -> ChannelStream | None:
+        return self._streams.get(channel_id)
+
+    def streams(self) -> list[ChannelStream]:
+        return list(self._streams.values())
+
+    async def join(self, channel_id: int) -> tuple[ChannelStream, Viewer]:
+        """Attach a new viewer to ``channel_id``, opening the upstream if needed."""
+        if self._closing:
+            raise ServiceUnavailable("the proxy is shutting down")
+        stream = self._streams.get(channel_id)
+        if stream is None or stream.closed:
+            pending = self._starting.get(channel_id)
+            if pending is None:
+                if len(self._streams) >= self._max_channels:
+                    raise ServiceUnavailable("too many live TS channels at once")
+                pending = asyncio.get_running_loop().create_future()
+                self._starting[channel_id] = pending
+                try:
+                    stream = ChannelStream(channel_id, self._opener_for(channel_id), self._config,
+                                           metrics=self._metrics, on_closed=self._closed)
+                    await stream.open()
+                except BaseException as exc:
+                    if isinstance(exc, Exception):
+                        pending.set_exception(exc)
+                        pending.exception()  # retrieved: concurrent waiters re-raise it themselves
+                    else:
+                        pending.cancel()
+                    raise
+                finally:
+                    self._starting.pop(channel_id, None)
+                self._streams[channel_id] = stream
+                pending.set_result(stream)
+            else:
+                stream = await asyncio.shield(pending)
+        return stream, stream.add_viewer()
+
+    def _closed(self, stream: ChannelStream) -> None:
+        if self._streams.get(stream.channel_id) is stream:
+            del self._streams[stream.channel_id]
+
+    async def close(self) -> None:
+        self._closing = True
+        await asyncio.gather(*(s.close(EndReason.SHUTDOWN) for s in list(self._streams.values())),
+                             return_exceptions=True)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            str(cid): {"viewers": len(s.viewers), "buffered_bytes": s.buffered_bytes,
+                       "connections": s.connections}
+            for cid, s in self._streams.items()
+        }
