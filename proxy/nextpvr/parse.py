@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from proxy.errors import NextPVRUnparseable
+from proxy.log import redact
 from proxy.nextpvr.models import (
     Channel,
     ChannelGroup,
@@ -51,6 +52,7 @@ __all__ = [
     "parse_settings",
     "parse_system_status",
     "parse_transcode_status",
+    "safe_message",
 ]
 
 #: NextPVR's code for "missing, invalid or expired sid"
@@ -172,6 +174,18 @@ def is_session_error(env: Envelope) -> bool:
     if env.ok:
         return False
     return env.code == SESSION_ERROR_CODE or bool(_SESSION_ERROR_MSG.search(env.msg))
+
+
+def safe_message(env: Envelope, *, limit: int = 80) -> str:
+    """``"code 2: Invalid Args."``: NextPVR's failure text, fit for an error message.
+
+    The text is foreign, so it is cut short, stripped of control characters and scrubbed
+    of anything that looks like a session id before it goes anywhere.
+    """
+    msg = "".join(ch for ch in env.msg if ch.isprintable()).strip()
+    msg = redact(msg[:limit] + ("..." if len(msg) > limit else ""))
+    code = f"code {env.code}" if env.code is not None else f"stat {_short(env.stat)!r}"
+    return f"{code}: {msg}" if msg else code
 
 
 # -- field accessors ---------------------------------------------------------------

@@ -1,0 +1,578 @@
+"""NextPVRClient: API calls, transcode control and stream opening.
+
+This module is the only place where aiohttp client exceptions and timeouts are
+caught. They leave it as :mod:`proxy.errors` exceptions, chained with ``from``:
+
+- connection refused, reset, DNS, broken body     -> :class:`NextPVRUnreachable`
+- connect or read timeout, API total timeout       -> :class:`NextPVRTimeout`
+- malformed or oddly shaped answer                 -> :class:`NextPVRUnparseable`
+- a non-ok answer or an unexpected HTTP status     -> :class:`NextPVRFailed` (with the code)
+- code 8 twice in a row                            -> :class:`SessionExpired`
+
+Messages name the API method, never the URL, the sid or the PIN.
+
+API calls carry a total timeout (``timeouts.api_total``); streams never do, only
+``sock_connect`` and ``sock_read``, because a live stream or a long recording may run
+for hours. Upstream URLs are built already encoded (``URL(..., encoded=True)``) so the
+query bytes reach NextPVR exactly as written; the app's ``ClientSession`` should be
+created with ``requote_redirect_url=False`` for the same reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal, Protocol
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import hdrs
+from yarl import URL
+
+from proxy.config import NextPVRConfig
+from proxy.errors import (
+    BadRequest,
+    ChannelNotFound,
+    NextPVRError,
+    NextPVRFailed,
+    NextPVRTimeout,
+    NextPVRUnparseable,
+    NextPVRUnreachable,
+    NotFound,
+    NoTunerAvailable,
+    ProxyError,
+    RangeNotSatisfiable,
+    RecordingNotFound,
+    SessionExpired,
+    TranscodeFailed,
+    UpstreamTooLarge,
+)
+from proxy.log import register_secret
+from proxy.nextpvr.models import (
+    Channel,
+    ChannelGroup,
+    Listing,
+    Recording,
+    Settings,
+    SystemStatus,
+    TranscodeStatus,
+)
+from proxy.nextpvr.parse import (
+    Envelope,
+    is_session_error,
+    parse_channel_groups,
+    parse_channels,
+    parse_envelope,
+    parse_listings,
+    parse_recordings,
+    parse_settings,
+    parse_system_status,
+    parse_transcode_status,
+    safe_message,
+)
+from proxy.nextpvr.session import NextPVRSession, SessionPool
+
+__all__ = [
+    "OUTCOMES",
+    "ClientObserver",
+    "NextPVRClient",
+    "RecordingFilter",
+    "TranscodeKind",
+    "UpstreamStream",
+    "iter_body",
+    "read_limited",
+]
+
+log = logging.getLogger("proxy.nextpvr")
+
+#: every ``outcome`` label :meth:`ClientObserver.on_api_call` can receive
+OUTCOMES = ("ok", "code8", "failed", "unreachable", "timeout", "unparseable")
+
+TranscodeKind = Literal["channel", "recording"]
+RecordingFilter = Literal["all", "ready", "pending", "recording", "conflict", "failed", "recent"]
+ParamValue = str | int | float | bool
+
+#: an API answer larger than this is refused; a whole EPG for one channel is a few MB
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+_MAX_ICON_BYTES = 4 * 1024 * 1024
+#: how much of an error body is read to tell "no tuner" from other 404s
+_ERROR_PEEK_BYTES = 4096
+_STREAM_CHUNK = 64 * 1024
+_NO_TUNER = re.compile(rb"no\s+tuner", re.IGNORECASE)
+_CONTENT_RANGE_SIZE = re.compile(r"\*/(\d+)")
+_IMAGE_MAGIC = (
+    (b"\x89PNG", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"\x00\x00\x01\x00", "image/x-icon"),
+)
+
+
+class ClientObserver(Protocol):
+    """What the client reports for metrics (implemented by ``proxy.metrics.Metrics``)."""
+
+    def on_api_call(self, method: str, outcome: str, seconds: float) -> None: ...
+
+    def on_login(self, relogin: bool, ok: bool) -> None: ...
+
+
+class _HTTPStatusError(NextPVRFailed):
+    """An API call answered with a non-2xx status (callers see a NextPVRFailed)."""
+
+    def __init__(self, method: str, status: int) -> None:
+        super().__init__(f"NextPVR answered {method} with HTTP {status}")
+        self.http_status = status
+
+
+# -- bodies ------------------------------------------------------------------------
+
+
+async def iter_body(resp: aiohttp.ClientResponse, chunk_size: int = _STREAM_CHUNK) -> AsyncIterator[bytes]:
+    """The body of ``resp`` in chunks of at most ``chunk_size``; failures become ProxyErrors.
+
+    A body that breaks off (reset, truncated Content-Length) raises NextPVRUnreachable;
+    a silence longer than ``sock_read`` raises NextPVRTimeout. A clean end just stops.
+    """
+    while True:
+        try:
+            chunk = await resp.content.read(chunk_size)
+        except TimeoutError as exc:
+            raise NextPVRTimeout("NextPVR stopped sending data") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise NextPVRUnreachable(f"the connection to NextPVR broke ({type(exc).__name__})") from exc
+        if not chunk:
+            return
+        yield chunk
+
+
+async def read_limited(resp: aiohttp.ClientResponse, max_bytes: int, *, what: str = "answer") -> bytes:
+    """The whole body of ``resp``, refusing more than ``max_bytes`` (UpstreamTooLarge)."""
+    if resp.content_length is not None and resp.content_length > max_bytes:
+        raise UpstreamTooLarge(f"NextPVR's {what} is larger than {max_bytes} bytes")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in iter_body(resp):
+        size += len(chunk)
+        if size > max_bytes:
+            raise UpstreamTooLarge(f"NextPVR's {what} is larger than {max_bytes} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+class UpstreamStream:
+    """An open NextPVR stream response (``/live``, transcode playlists and segments).
+
+    Use as ``async with await client.open_stream(url) as stream`` or call :meth:`close`.
+    Reading goes through :meth:`iter_chunks` / :meth:`read`, which raise ProxyErrors.
+    """
+
+    __slots__ = ("content_length", "content_type", "headers", "response", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.status: int = response.status
+        self.content_type: str = response.headers.get(hdrs.CONTENT_TYPE, "application/octet-stream")
+        self.content_length: int | None = response.content_length
+        self.headers = response.headers
+
+    def iter_chunks(self, chunk_size: int = _STREAM_CHUNK) -> AsyncIterator[bytes]:
+        return iter_body(self.response, chunk_size)
+
+    async def read(self, max_bytes: int) -> bytes:
+        return await read_limited(self.response, max_bytes, what="stream")
+
+    async def close(self) -> None:
+        # an unfinished body closes the connection instead of returning it to the pool
+        self.response.release()
+
+    async def __aenter__(self) -> UpstreamStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    status: int
+    content_type: str
+    body: bytes
+
+
+def _param(value: ParamValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _query(pairs: Mapping[str, str]) -> str:
+    return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs.items())
+
+
+def _outcome(exc: NextPVRError) -> str:
+    if isinstance(exc, NextPVRTimeout):
+        return "timeout"
+    if isinstance(exc, NextPVRUnparseable | UpstreamTooLarge):
+        return "unparseable"
+    if isinstance(exc, NextPVRUnreachable):
+        return "unreachable"
+    return "failed"
+
+
+class NextPVRClient:
+    """Typed access to one NextPVR server over the app's shared ``ClientSession``."""
+
+    def __init__(
+        self,
+        config: NextPVRConfig,
+        http: aiohttp.ClientSession,
+        *,
+        observer: ClientObserver | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self._config = config
+        self._http = http
+        self._observer = observer
+        self._max_body = max_body_bytes
+        base = URL(config.base_url)
+        self._base = str(base.with_query(None).with_fragment(None)).rstrip("/")
+        t = config.timeouts
+        self._api_timeout = aiohttp.ClientTimeout(total=t.api_total, sock_connect=t.connect, sock_read=t.read)
+        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=t.read)
+        self._session_numbers = itertools.count(1)
+        self._client_numbers = itertools.count(1)
+        register_secret(config.pin)
+        #: the session API calls use
+        self.session = self._new_session()
+        #: sessions for transcodes (one each); the main session counts against max_sessions
+        self.pool = SessionPool(
+            self._new_session,
+            max_sessions=max(1, config.max_sessions - 1),
+            idle_sessions=config.idle_sessions,
+            idle_ttl=config.idle_session_ttl,
+        )
+
+    def __repr__(self) -> str:
+        return f"<NextPVRClient {URL(self._base).origin()}>"
+
+    def _new_session(self) -> NextPVRSession:
+        return NextPVRSession(
+            self,
+            self._config.pin,
+            number=next(self._session_numbers),
+            device=self._config.client_name,
+            on_login=self._observer.on_login if self._observer is not None else None,
+        )
+
+    def new_client_id(self) -> str:
+        """A fresh ``client=`` value for a stream URL: ``<client_name>-<n>``."""
+        return f"{self._config.client_name}-{next(self._client_numbers)}"
+
+    # -- raw HTTP ---------------------------------------------------------------
+    def _service_url(
+        self, method: str, params: Mapping[str, str], sid: str | None, fmt: Literal["xml", "json"] | None
+    ) -> URL:
+        pairs = {"method": method, **params}
+        if sid is not None:
+            pairs["sid"] = sid
+        if fmt == "json":
+            pairs["format"] = "json"
+        return URL(f"{self._base}/service?{_query(pairs)}", encoded=True)
+
+    async def _fetch(self, url: URL, method: str, max_bytes: int) -> _Raw:
+        try:
+            async with self._http.get(url, timeout=self._api_timeout, allow_redirects=False) as resp:
+                ok = 200 <= resp.status < 300
+                body = await read_limited(resp, max_bytes, what=method) if ok else b""
+                return _Raw(resp.status, resp.headers.get(hdrs.CONTENT_TYPE, ""), body)
+        except TimeoutError as exc:
+            raise NextPVRTimeout(f"NextPVR did not answer {method} in time") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise NextPVRUnreachable(f"could not reach NextPVR for {method} ({type(exc).__name__})") from exc
+
+    def _observe(self, method: str, outcome: str, started: float) -> None:
+        if self._observer is not None:
+            self._observer.on_api_call(method, outcome, time.monotonic() - started)
+
+    async def _attempt(
+        self, method: str, params: Mapping[str, str], sid: str | None, fmt: Literal["xml", "json"]
+    ) -> Envelope:
+        started = time.monotonic()
+        try:
+            raw = await self._fetch(self._service_url(method, params, sid, fmt), method, self._max_body)
+            if not 200 <= raw.status < 300:
+                raise _HTTPStatusError(method, raw.status)
+            env = parse_envelope(raw.body, method)
+        except NextPVRError as exc:
+            self._observe(method, _outcome(exc), started)
+            raise
+        outcome = "ok" if env.ok else "code8" if is_session_error(env) else "failed"
+        self._observe(method, outcome, started)
+        return env
+
+    async def session_call(self, method: str, params: Mapping[str, str], sid: str | None) -> Envelope:
+        """One round trip without re-login (the sessions' transport; not for general use)."""
+        return await self._attempt(method, params, sid, self._config.response_format)
+
+    # -- API calls --------------------------------------------------------------
+    async def call(
+        self,
+        method: str,
+        params: Mapping[str, ParamValue] | None = None,
+        *,
+        session: NextPVRSession | None = None,
+        fmt: Literal["xml", "json"] | None = None,
+        relogin: bool = True,
+    ) -> Envelope:
+        """``GET /service?method=...`` with the session's sid; a successful envelope or an error.
+
+        Code 8 makes the session log in again (shared with every concurrent caller that
+        saw the same sid) and the call is retried once; code 8 again is SessionExpired.
+        """
+        sess = session if session is not None else self.session
+        query = {k: _param(v) for k, v in (params or {}).items()}
+        answer_format = fmt if fmt is not None else self._config.response_format
+        sid = await sess.sid()
+        env = await self._attempt(method, query, sid, answer_format)
+        if relogin and is_session_error(env):
+            sid = await sess.relogin(sid)
+            env = await self._attempt(method, query, sid, answer_format)
+            if is_session_error(env):
+                raise SessionExpired(f"NextPVR refused a fresh session for {method} (code 8 twice)")
+        if not env.ok:
+            if is_session_error(env):
+                raise SessionExpired(f"NextPVR no longer knows the session used for {method}")
+            raise NextPVRFailed(f"NextPVR refused {method} ({safe_message(env)})", code=env.code)
+        return env
+
+    async def channel_list(self, group: str | None = None) -> tuple[Channel, ...]:
+        params = {"group_id": group} if group else {}
+        return parse_channels(await self.call("channel.list", params))
+
+    async def channel_groups(self) -> tuple[ChannelGroup, ...]:
+        return parse_channel_groups(await self.call("channel.groups"))
+
+    async def channel_listings(
+        self, channel_id: int, start: float | None = None, end: float | None = None
+    ) -> tuple[Listing, ...]:
+        """EPG events of one channel; ``start``/``end`` are epoch seconds."""
+        params: dict[str, ParamValue] = {"channel_id": channel_id}
+        if start is not None:
+            params["start"] = int(start)
+        if end is not None:
+            params["end"] = int(end)
+        return parse_listings(await self.call("channel.listings", params), channel_id)
+
+    async def channel_icon(self, channel_id: int) -> tuple[bytes, str] | None:
+        """``(image bytes, content type)``, or None when NextPVR has no icon for the channel."""
+        method = "channel.icon"
+        sid = await self.session.sid()
+        for attempt in (1, 2):
+            started = time.monotonic()
+            try:
+                raw = await self._fetch(
+                    self._service_url(method, {"channel_id": str(channel_id)}, sid, None), method,
+                    _MAX_ICON_BYTES)
+            except NextPVRError as exc:
+                self._observe(method, _outcome(exc), started)
+                raise
+            if raw.status == 404:
+                self._observe(method, "ok", started)
+                return None
+            if not 200 <= raw.status < 300:
+                self._observe(method, "failed", started)
+                raise _HTTPStatusError(method, raw.status)
+            image_type = _image_type(raw)
+            if image_type is not None:
+                self._observe(method, "ok", started)
+                return raw.body, image_type
+            try:
+                env = parse_envelope(raw.body, method)
+            except NextPVRUnparseable:
+                self._observe(method, "unparseable", started)
+                raise
+            if is_session_error(env) and attempt == 1:
+                self._observe(method, "code8", started)
+                sid = await self.session.relogin(sid)
+                continue
+            self._observe(method, "ok" if env.ok else "failed", started)
+            if is_session_error(env):
+                raise SessionExpired(f"NextPVR refused a fresh session for {method} (code 8 twice)")
+            return None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def recording_list(
+        self, filter: RecordingFilter = "all", recording_id: int | None = None
+    ) -> tuple[Recording, ...]:
+        params: dict[str, ParamValue] = {"filter": filter}
+        if recording_id is not None:
+            params["recording_id"] = recording_id
+        return parse_recordings(await self.call("recording.list", params))
+
+    async def recording_get(self, recording_id: int) -> Recording:
+        """One recording by id; RecordingNotFound when NextPVR lists none."""
+        for rec in await self.recording_list("all", recording_id):
+            if rec.id == recording_id:
+                return rec
+        raise RecordingNotFound(f"NextPVR has no recording {recording_id}")
+
+    async def recording_save(
+        self,
+        *,
+        event_id: int | None = None,
+        channel_id: int | None = None,
+        start: float | None = None,
+        duration: int | None = None,
+        name: str | None = None,
+        pre_padding: int | None = None,
+        post_padding: int | None = None,
+        recording_id: int | None = None,
+    ) -> None:
+        """Schedule (or, with ``recording_id``, update) a one-off recording.
+
+        Either ``event_id`` (an EPG listing id) or ``channel_id`` + ``start`` (epoch s) +
+        ``duration`` (s). Paddings are minutes. NextPVR does not report the new id.
+        """
+        params: dict[str, ParamValue] = {}
+        if event_id is not None:
+            params["event_id"] = event_id
+        elif channel_id is not None and start is not None and duration is not None:
+            params.update(channel=channel_id, time_t=int(start), duration=int(duration))
+            if name:
+                params["name"] = name
+        else:
+            raise BadRequest("give either event_id or channel_id, start and duration", field="event_id")
+        for key, value in (("pre_padding", pre_padding), ("post_padding", post_padding),
+                           ("recording_id", recording_id)):
+            if value is not None:
+                params[key] = value
+        await self.call("recording.save", params)
+
+    async def recording_delete(self, recording_id: int) -> None:
+        await self.call("recording.delete", {"recording_id": recording_id})
+
+    async def setting_list(self) -> Settings:
+        return parse_settings(await self.call("setting.list"))
+
+    async def system_status(self) -> SystemStatus:
+        # only the XML shape of system.status is known, so always ask for XML
+        return parse_system_status(await self.call("system.status", fmt="xml"))
+
+    async def logout_all(self) -> None:
+        """Log out the main session and every pooled one (at shutdown). Never raises."""
+        await self.pool.close()
+        await self.session.logout()
+
+    # -- transcodes (one per session) --------------------------------------------
+    async def transcode_initiate(
+        self, session: NextPVRSession, kind: TranscodeKind, target_id: int, profile: str
+    ) -> None:
+        """Start (or replace: ``force=true``) the transcode of ``session``."""
+        params: dict[str, ParamValue] = {"force": True, f"{kind}_id": target_id, "profile": profile}
+        try:
+            await self.call(f"{kind}.transcode.initiate", params, session=session)
+        except NextPVRFailed as exc:
+            raise TranscodeFailed(
+                f"NextPVR refused to start a {kind} transcode with profile {profile!r} ({exc.message})",
+                profile=profile) from exc
+
+    async def transcode_status(self, session: NextPVRSession, kind: TranscodeKind) -> TranscodeStatus:
+        try:
+            env = await self.call(f"{kind}.transcode.status", session=session)
+        except NextPVRFailed as exc:
+            raise TranscodeFailed(f"NextPVR's {kind} transcoder stopped ({exc.message})") from exc
+        return parse_transcode_status(env)
+
+    def transcode_playlist_url(self, sid: str, kind: TranscodeKind) -> URL:
+        return self._service_url(f"{kind}.transcode.m3u8", {}, sid, None)
+
+    async def transcode_lease(self, session: NextPVRSession, kind: TranscodeKind) -> bool:
+        """Renew the transcode; False when NextPVR says there is none (it 404s or refuses)."""
+        try:
+            await self.call(f"{kind}.transcode.lease", session=session, relogin=False)
+        except (NextPVRFailed, SessionExpired) as exc:
+            log.debug("NextPVR has no %s transcode for session #%d to lease: %s",
+                      kind, session.number, exc.message)
+            return False
+        return True
+
+    async def transcode_stop(self, session: NextPVRSession, kind: TranscodeKind) -> bool:
+        """Stop the transcode; True when NextPVR confirmed. Never raises (teardown path)."""
+        if not session.logged_in:
+            return False
+        try:
+            await self.call(f"{kind}.transcode.stop", session=session, relogin=False)
+        except NextPVRError as exc:
+            log.debug("stopping the %s transcode of session #%d: %s", kind, session.number, exc.message)
+            return False
+        return True
+
+    # -- streams ---------------------------------------------------------------
+    def live_stream_url(self, channel_id: int, sid: str, client_id: str) -> URL:
+        pairs = {"channeloid": str(channel_id), "client": client_id, "sid": sid}
+        return URL(f"{self._base}/live?{_query(pairs)}", encoded=True)
+
+    def recording_stream_url(self, recording_id: int, sid: str, client_id: str, growing: bool = False) -> URL:
+        pairs = {"recording": str(recording_id), "client": client_id, "sid": sid}
+        if growing:
+            # NextPVR then sends no Content-Length and keeps appending
+            pairs["growing"] = "true"
+        return URL(f"{self._base}/live?{_query(pairs)}", encoded=True)
+
+    async def open_stream(self, url: URL, *, headers: Mapping[str, str] | None = None) -> UpstreamStream:
+        """Open a NextPVR stream; 2xx gives an :class:`UpstreamStream`, anything else an error."""
+        try:
+            resp = await self._http.get(url, headers=headers, timeout=self._stream_timeout,
+                                        allow_redirects=False)
+        except TimeoutError as exc:
+            raise NextPVRTimeout("NextPVR did not start the stream in time") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise NextPVRUnreachable(f"could not reach NextPVR for a stream ({type(exc).__name__})") from exc
+        if 200 <= resp.status < 300:
+            return UpstreamStream(resp)
+        try:
+            raise await self._stream_error(resp, url)
+        finally:
+            resp.release()
+
+    async def _stream_error(self, resp: aiohttp.ClientResponse, url: URL) -> ProxyError:
+        status = resp.status
+        if status == 404:
+            try:
+                peek = await resp.content.read(_ERROR_PEEK_BYTES)
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                peek = b""
+            if _NO_TUNER.search(peek):
+                return NoTunerAvailable(retry_after=self._config.no_tuner_retry_after)
+            query = url.query
+            if "recording" in query:
+                return RecordingNotFound("NextPVR does not have this recording")
+            if {"channeloid", "channel_id", "channel"} & query.keys():
+                return ChannelNotFound("NextPVR does not know this channel")
+            return NotFound("NextPVR does not have this stream")
+        if status == 416:
+            m = _CONTENT_RANGE_SIZE.search(resp.headers.get(hdrs.CONTENT_RANGE, ""))
+            if m:
+                return RangeNotSatisfiable(int(m.group(1)))
+        return NextPVRFailed(f"NextPVR answered a stream request with HTTP {status}")
+
+
+def _image_type(raw: _Raw) -> str | None:
+    declared = raw.content_type.split(";")[0].strip().lower()
+    for magic, mime in _IMAGE_MAGIC:
+        if raw.body.startswith(magic):
+            return declared if declared.startswith("image/") else mime
+    if raw.body[:4] == b"RIFF" and raw.body[8:12] == b"WEBP":
+        return "image/webp"
+    if declared.startswith("image/") and raw.body:
+        return declared
+    return None
