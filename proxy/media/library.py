@@ -65,6 +65,8 @@ class MediaSource:
         "_loop_packets",
         "_loop_ticks",
         "description",
+        "gop_seconds",
+        "loop_seconds",
         "name",
     )
 
@@ -85,16 +87,11 @@ class MediaSource:
         if self._gop_ticks <= 0 or self._loop_ticks % self._gop_ticks:
             raise SampleError(f"{name}: a loop of {loop_seconds} s is not a whole number of GOPs")
         self._gops, self._loop_packets = _cut_loop(name, data, self._loop_ticks, self._gop_ticks)
+        #: length of one pass through the sample (8.0 for the committed ones)
+        self.loop_seconds: float = self._loop_ticks / CLOCK_HZ
+        self.gop_seconds: float = self._gop_ticks / CLOCK_HZ
         self._cache_limit = cache_bytes
         self._cache: LRUCache[tuple[int, int], bytes] = LRUCache(maxsize=max(cache_bytes, 1), getsizeof=len)
-
-    @property
-    def loop_seconds(self) -> float:
-        return self._loop_ticks / CLOCK_HZ
-
-    @property
-    def gop_seconds(self) -> float:
-        return self._gop_ticks / CLOCK_HZ
 
     @property
     def loop_bytes(self) -> int:

@@ -163,10 +163,15 @@ def _whole(data: Buffer) -> int:
 class PacketAligner:
     """Cuts an arbitrarily chunked byte stream into whole, sync-checked 188-byte packets.
 
-    While in sync the held remainder is always shorter than one packet. After the sync byte is lost
-    the aligner drops bytes until it finds an offset where ``confirm`` sync bytes follow each other
-    188 bytes apart; while such a candidate is waiting for enough data it holds at most ``confirm``
-    packets' worth of bytes. Garbage is never passed on.
+    A packet is passed on once the sync byte of the packet after it has been seen, so a packet whose
+    end was lost (the next sync byte is missing) is dropped rather than forwarded corrupted, and the
+    output does not depend on where the chunks were split. In sync, the held remainder is at most
+    one packet (the last whole packet, waiting for its successor's sync byte) or less than one
+    packet (a partial one); :meth:`flush` releases a held whole packet at the end of a stream.
+
+    After the sync byte is lost, bytes are dropped until an offset where ``confirm`` sync bytes
+    follow each other 188 bytes apart; while such a candidate waits for more data the aligner holds
+    less than ``confirm`` packets' worth of bytes.
     """
 
     __slots__ = ("_confirm", "_locked", "_pending", "dropped_bytes", "resyncs")
@@ -177,56 +182,70 @@ class PacketAligner:
         self._confirm = confirm
         self._pending = b""
         self._locked = False
-        #: bytes thrown away while hunting for sync
+        #: bytes thrown away: garbage while hunting for sync, and packets whose successor was lost
         self.dropped_bytes = 0
         #: times the stream lost sync after having had it
         self.resyncs = 0
 
     @property
     def max_pending(self) -> int:
+        """Upper bound on :attr:`pending`."""
         return self._confirm * PACKET_SIZE
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
-    def reset(self) -> None:
+    @property
+    def locked(self) -> bool:
+        return self._locked
+
+    def flush(self) -> bytes:
+        """End of stream: return the last whole packet if one is held, and forget everything else."""
+        held = self._pending
         self._pending = b""
-        self._locked = False
+        was_locked, self._locked = self._locked, False
+        if was_locked and len(held) == PACKET_SIZE:
+            return held
+        self.dropped_bytes += len(held)
+        return b""
 
     def feed(self, data: Buffer) -> bytes:
         buf = self._pending + data if self._pending else bytes(data)
         self._pending = b""
         out: list[bytes] = []
         pos = 0
+        search = 0
         size = len(buf)
         while pos < size:
             if not self._locked:
-                found = self._find_sync(buf, pos)
+                found = self._find_sync(buf, search)
                 if found < 0:
                     # Keep only a tail that may still turn out to be the start of an aligned run.
-                    keep = self._tail_candidate(buf, pos)
+                    keep = self._tail_candidate(buf, search)
                     self.dropped_bytes += keep - pos
                     self._pending = buf[keep:]
                     break
                 self.dropped_bytes += found - pos
                 pos = found
                 self._locked = True
-            whole_end = pos + (size - pos) // PACKET_SIZE * PACKET_SIZE
             syncs = buf[pos:size:PACKET_SIZE]
             bad = _first_mismatch(syncs)
             if bad < 0:
-                if pos == 0 and whole_end == size:
-                    return buf
-                out.append(buf[pos:whole_end])
-                self._pending = buf[whole_end:]
+                # Every packet whose successor's sync byte is visible is confirmed.
+                confirmed = pos + (len(syncs) - 1) * PACKET_SIZE
+                if confirmed > pos:
+                    out.append(buf[pos:confirmed])
+                self._pending = buf[confirmed:]
                 break
-            lost = pos + bad * PACKET_SIZE
-            if lost > pos:
-                out.append(buf[pos:lost])
+            # Packet bad-1 did not end where the next one should start: drop it and hunt from there.
+            suspect = pos + max(bad - 1, 0) * PACKET_SIZE
+            if suspect > pos:
+                out.append(buf[pos:suspect])
             self._locked = False
             self.resyncs += 1
-            pos = lost
+            pos = suspect
+            search = suspect + 1
         return b"".join(out)
 
     def _find_sync(self, buf: bytes, pos: int) -> int:
