@@ -262,7 +262,7 @@ class _Pass:
 
     def info(self) -> PlaylistInfo:
         return PlaylistInfo(
-            is_master=self.multivariant and self.extinf_count == 0,
+            is_master=self.multivariant and self.extinf_count == 0 and self.segment_count == 0,
             target_duration=self.target_duration,
             media_sequence=self.media_sequence,
             discontinuity_sequence=self.discontinuity_sequence,
@@ -525,7 +525,7 @@ class RewriteJob:
         step = self._lines_per_chunk
         for start in range(0, n, step):
             stop = min(start + step, n)
-            self._pass.run(lines, start, stop)
+            self._pass.run(lines, max(start, 1), stop)  # line 0 is the header
             chunk = "\n".join(lines[start:stop])
             yield chunk + "\n" if stop < n else chunk
         self._info = self._pass.info()

@@ -1,0 +1,307 @@
+"""Signed URL tokens and the proxy's URL mapper."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+
+import pytest
+
+from proxy.hls.rewrite import UriKind, UriSite
+from proxy.hls.tokens import (
+    MAX_TOKEN_CHARS,
+    SID_PLACEHOLDER,
+    ProxyUrlMapper,
+    Target,
+    TokenError,
+    TokenSigner,
+    _HmacSha256,
+    file_name,
+)
+
+SECRET = b"k" * 32
+NOW = 1_700_000_000
+SID = "1364d857ab564bd893c7ea5008de0644"
+NEXTPVR = "http://127.0.0.1:8866"
+SEGMENT = UriSite(None, None, UriKind.MEDIA)
+VARIANT = UriSite(None, None, UriKind.PLAYLIST)
+
+
+def target(**changes: object) -> Target:
+    fields: dict[str, object] = {
+        "origin": 0, "path_query": f"/service?method=channel.transcode.segment&seg=41&sid={SID_PLACEHOLDER}",
+        "kind": "media", "generation": 2, "expires": NOW + 600,
+    }
+    fields.update(changes)
+    return Target(**fields)  # type: ignore[arg-type]
+
+
+def unb64(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def signer() -> TokenSigner:
+    return TokenSigner(SECRET)
+
+
+@pytest.fixture
+def mapper(signer: TokenSigner) -> ProxyUrlMapper:
+    return ProxyUrlMapper(signer, scope="live.7181.720p", generation=2, expires=NOW + 600,
+                          origins=[NEXTPVR, "https://cdn.example.net"], secrets=[SID])
+
+
+def refused(signer: TokenSigner, token: str, scope: str = "live.7181.720p", now: float = NOW) -> str:
+    with pytest.raises(TokenError) as caught:
+        signer.verify(scope, token, now=now)
+    return caught.value.reason
+
+
+# ---- signer --------------------------------------------------------------------------------------
+
+
+def test_round_trip_is_deterministic_and_url_safe(signer: TokenSigner) -> None:
+    t = target()
+    token = signer.sign("live.7181.720p", t)
+    assert token == signer.sign("live.7181.720p", t) == TokenSigner(SECRET).sign("live.7181.720p", t)
+    assert signer.verify("live.7181.720p", token, now=NOW) == t
+    assert "/" not in token and "=" not in token and "+" not in token
+    # 19-byte header (with the scope tag) + path + 16-byte MAC, base64 without padding
+    assert len(token) == -(-(19 + len(t.path_query.encode()) + 16) * 4 // 3)
+
+
+@pytest.mark.parametrize("t", [
+    target(kind="playlist"), target(origin=255, generation=2**32 - 1, expires=2**32 - 1),
+    target(path_query=""), target(path_query="/é/ü?x=%2F&y=\U0001f600"), target(generation=0),
+])
+def test_every_field_round_trips(signer: TokenSigner, t: Target) -> None:
+    assert signer.verify("rec.866.720p", signer.sign("rec.866.720p", t), now=0) == t
+
+
+@pytest.mark.parametrize("t", [target(origin=256), target(origin=-1), target(generation=2**32),
+                               target(expires=-1), target(path_query="x" * 3000)])
+def test_unsignable_targets(signer: TokenSigner, t: Target) -> None:
+    with pytest.raises(ValueError, match=r"origin|path"):
+        signer.sign("s", t)
+
+
+@pytest.mark.parametrize("scope", ["", "a/b", "a b", "x" * 65, "é", "a\x00"])
+def test_bad_scopes(signer: TokenSigner, scope: str) -> None:
+    with pytest.raises(ValueError, match="scope"):
+        signer.sign(scope, target())
+    token = signer.sign("ok", target())
+    assert refused(signer, token, scope=scope) == "scope"
+
+
+def test_other_scope_is_refused_as_scope(signer: TokenSigner) -> None:
+    token = signer.sign("live.7181.720p", target())
+    assert refused(signer, token, scope="live.7182.720p") == "scope"
+    assert refused(signer, token, scope="live.7181.1080p") == "scope"
+
+
+def test_expiry(signer: TokenSigner) -> None:
+    token = signer.sign("s", target(expires=NOW))
+    assert signer.verify("s", token, now=NOW - 0.5).expires == NOW
+    assert refused(signer, token, "s", now=NOW) == "expired"
+    assert refused(signer, token, "s", now=NOW + 10**6) == "expired"
+
+
+def test_every_bit_flip_is_forged(signer: TokenSigner) -> None:
+    token = signer.sign("s", target())
+    raw = unb64(token)
+    for i in range(len(raw) * 8):
+        flipped = bytearray(raw)
+        flipped[i // 8] ^= 1 << (i % 8)
+        assert refused(signer, b64(bytes(flipped)), "s") == "forged", i
+
+
+def test_every_character_substitution_is_forged(signer: TokenSigner) -> None:
+    # includes substitutions that only change base64 padding bits: non-canonical spellings are refused
+    token = signer.sign("s", target())
+    for i, ch in enumerate(token):
+        for other in "AgQw_-9":
+            if other != ch:
+                assert refused(signer, token[:i] + other + token[i + 1:], "s") == "forged", (i, other)
+
+
+def test_truncation_extension_and_junk_are_forged(signer: TokenSigner) -> None:
+    token = signer.sign("s", target())
+    for n in range(len(token)):
+        assert refused(signer, token[:n], "s") == "forged"
+    for junk in ["A", "AA", "AAAA", "=", "==", "/", ".", " ", "\n"]:
+        assert refused(signer, token + junk, "s") == "forged"
+        assert refused(signer, junk + token, "s") == "forged"
+    assert refused(signer, token.replace(token[5], "+"), "s") == "forged"
+
+
+def test_another_secret_is_forged(signer: TokenSigner) -> None:
+    token = signer.sign("s", target())
+    assert refused(TokenSigner(b"x" * 32), token, "s") == "forged"
+    assert refused(TokenSigner(None), token, "s") == "forged"
+
+
+def test_random_secret_per_signer() -> None:
+    assert TokenSigner(None).sign("s", target()) != TokenSigner(None).sign("s", target())
+
+
+def test_short_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="16 bytes"):
+        TokenSigner(b"short")
+
+
+def test_overlong_input_is_refused_cheaply(signer: TokenSigner) -> None:
+    token = signer.sign("s", target())
+    assert refused(signer, "A" * (MAX_TOKEN_CHARS + 1), "s") == "forged"
+    huge = token + "A" * 10_000_000
+    started = time.perf_counter()
+    assert refused(signer, huge, "s") == "forged"
+    assert time.perf_counter() - started < 0.05
+
+
+@pytest.mark.parametrize("key", [b"", b"k", b"k" * 32, b"k" * 64, b"k" * 65, bytes(range(200))])
+def test_hmac_is_standard_hmac_sha256(key: bytes) -> None:
+    for message in [b"", b"abc", bytes(range(256)) * 3]:
+        assert _HmacSha256(key).digest(message) == hmac.new(key, message, hashlib.sha256).digest()
+
+
+# ---- mapper --------------------------------------------------------------------------------------
+
+
+def decode(signer: TokenSigner, url: str, scope: str = "live.7181.720p") -> Target:
+    prefix, got_scope, token, _name = url.lstrip("/").split("/")
+    assert (prefix, got_scope) == ("hls", scope)
+    return signer.verify(scope, token, now=NOW)
+
+
+def test_mapper_scrubs_the_sid_and_resolves_it_back(signer: TokenSigner, mapper: ProxyUrlMapper) -> None:
+    url = f"{NEXTPVR}/service?method=channel.transcode.segment&client=XBMC-{SID}&sid={SID}&seg=7"
+    out = mapper(url, SEGMENT)
+    assert out is not None
+    assert out.startswith("/hls/live.7181.720p/") and out.endswith("/segment.ts")
+    t = decode(signer, out)
+    assert SID not in t.path_query and t.path_query.count(SID_PLACEHOLDER) == 2
+    assert (t.origin, t.kind, t.generation, t.expires) == (0, "media", 2, NOW + 600)
+    assert mapper.resolve(t, SID) == url
+    assert mapper.resolve(t, "newsid") == url.replace(SID, "newsid")
+    for raw in (unb64(out.split("/")[3]), out.encode()):
+        assert SID.encode() not in raw
+        assert b"127.0.0.1" not in raw and b"8866" not in raw
+
+
+def test_mapper_is_deterministic(mapper: ProxyUrlMapper, signer: TokenSigner) -> None:
+    url = f"{NEXTPVR}/a/b.ts?x=1"
+    again = ProxyUrlMapper(signer, scope="live.7181.720p", generation=2, expires=NOW + 600,
+                           origins=[NEXTPVR, "https://cdn.example.net"], secrets=[SID])
+    assert mapper(url, SEGMENT) == mapper(url, SEGMENT) == again(url, SEGMENT)
+    assert mapper(url, SEGMENT) != mapper(url, VARIANT)
+
+
+def test_second_origin_and_origin_spellings(mapper: ProxyUrlMapper, signer: TokenSigner) -> None:
+    out = mapper("https://cdn.example.net/x/y.m4s", SEGMENT)
+    assert out is not None
+    t = decode(signer, out)
+    assert (t.origin, t.path_query) == (1, "/x/y.m4s")
+    for spelling in ["HTTPS://CDN.example.NET/x/y.m4s", "https://cdn.example.net:443/x/y.m4s"]:
+        got = mapper(spelling, SEGMENT)
+        assert got is not None
+        assert mapper.resolve(decode(signer, got), SID) == "https://cdn.example.net/x/y.m4s"
+    assert mapper.resolve(decode(signer, mapper(NEXTPVR, SEGMENT) or ""), SID) == NEXTPVR
+    assert mapper.resolve(decode(signer, mapper(NEXTPVR + "?a", SEGMENT) or ""), SID) == NEXTPVR + "?a"
+
+
+@pytest.mark.parametrize("url", [
+    "http://evil.example/seg.ts",
+    "http://127.0.0.1:88660/seg.ts",
+    "http://127.0.0.1:8866@evil.example/seg.ts",
+    "http://user:pw@127.0.0.1:8866/seg.ts",
+    "https://127.0.0.1:8866/seg.ts",
+    "http://127.0.0.1.evil.example:8866/seg.ts",
+    "http://[::1]:8866/seg.ts",
+    "http://[::1/seg.ts",
+    "http://127.0.0.1:99999/seg.ts",
+    "http:///seg.ts",
+    "http://127.0.0.1:8866/seg.ts\x00",
+    f"http://127.0.0.1:8866/{'x' * 3000}.ts",
+])
+def test_foreign_and_odd_urls_are_blocked(mapper: ProxyUrlMapper, url: str) -> None:
+    out = mapper(url, SEGMENT)
+    assert out is not None
+    assert out.startswith("/hls/blocked/")
+    _, _, _, digest, name = out.split("/")
+    assert len(digest) == 12 and name.endswith(".ts")
+    assert out == mapper(url, SEGMENT)
+    assert "evil" not in out and "127.0.0.1" not in out
+
+
+def test_blocked_urls_never_show_the_sid_or_a_lan_host(mapper: ProxyUrlMapper) -> None:
+    out = mapper(f"http://192.168.1.20:8866/{SID}.ts?sid={SID}", SEGMENT)
+    assert out is not None
+    assert SID not in out and "192.168" not in out
+    assert out.endswith("/segment.ts")
+
+
+@pytest.mark.parametrize(("path_query", "kind", "name"), [
+    ("/live/stream_4031.ts?channel=7.1", UriKind.MEDIA, "stream_4031.ts"),
+    ("/hls/7.1/segment%201529.ts", UriKind.MEDIA, "segment_201529.ts"),
+    ("/service?method=channel.transcode.m3u8&sid=x", UriKind.PLAYLIST, "index.m3u8"),
+    ("/service?method=channel.transcode.segment&file=seg12.ts", UriKind.MEDIA, "seg12.ts"),
+    ("/service?method=channel.transcode.segment&seg=12", UriKind.MEDIA, "segment.ts"),
+    ("/hls/7.1/index.m3u8?seg=1528", UriKind.MEDIA, "segment.ts"),
+    ("/a/720p/INDEX.M3U8", UriKind.PLAYLIST, "INDEX.m3u8"),
+    ("/a/list.m3u", UriKind.PLAYLIST, "list.m3u8"),
+    ("/1M/waitForMSN.php", UriKind.RENDITION_REPORT, "index.m3u8"),
+    ("/k/session.key?kid=7", UriKind.KEY, "session.key"),
+    ("/k/get?kid=7", UriKind.KEY, "key.key"),
+    ("/init", UriKind.INIT, "init.mp4"),
+    ("/meta/chapters.json?v=3", UriKind.DATA, "chapters.json"),
+    ("/steer", UriKind.DATA, "data.json"),
+    ("/p/filePart270.10.mp4", UriKind.PART, "filePart270.10.mp4"),
+    ("/p/.ts", UriKind.MEDIA, "segment.ts"),
+    ("/p/" + "a" * 200 + ".m4s", UriKind.MEDIA, "a" * 76 + ".m4s"),
+    ("/p/Ünïcode seg.aac", UriKind.MEDIA, "_n_code_seg.aac"),
+    ("/p/seg.exe", UriKind.MEDIA, "segment.ts"),
+    ("/p/seg.exe", UriKind.OTHER, "segment.ts"),
+])
+def test_file_names(path_query: str, kind: UriKind, name: str) -> None:
+    assert file_name(path_query, kind) == name
+
+
+def test_file_names_never_hold_a_secret_or_host() -> None:
+    assert file_name(f"/x/{SID}.ts", UriKind.MEDIA, [SID]) == "segment.ts"
+    assert file_name("/x/nextpvr.local.m3u8", UriKind.PLAYLIST, ["nextpvr.local"]) == "index.m3u8"
+
+
+def test_playlist_sites_sign_playlist_tokens(mapper: ProxyUrlMapper, signer: TokenSigner) -> None:
+    for kind, expected in [(UriKind.PLAYLIST, "playlist"), (UriKind.RENDITION_REPORT, "playlist"),
+                           (UriKind.MEDIA, "media"), (UriKind.KEY, "media"), (UriKind.DATA, "media"),
+                           (UriKind.INIT, "media"), (UriKind.PART, "media"), (UriKind.OTHER, "media")]:
+        out = mapper(f"{NEXTPVR}/x", UriSite("T", "URI", kind))
+        assert decode(signer, out or "").kind == expected
+
+
+@pytest.mark.parametrize("origins", [[], ["http://h/path"], ["ftp://h"], ["http://u@h"], ["h:80"]])
+def test_mapper_rejects_bad_origins(signer: TokenSigner, origins: list[str]) -> None:
+    with pytest.raises(ValueError, match="origin"):
+        ProxyUrlMapper(signer, scope="s", generation=0, expires=0, origins=origins, secrets=[])
+
+
+@pytest.mark.parametrize("prefix", ["", "/", "hls", "/hls/", "/h ls"])
+def test_mapper_rejects_bad_prefixes(signer: TokenSigner, prefix: str) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        ProxyUrlMapper(signer, scope="s", generation=0, expires=0, origins=[NEXTPVR], secrets=[],
+                       prefix=prefix)
+
+
+def test_custom_prefix_and_unknown_origin_index(signer: TokenSigner) -> None:
+    m = ProxyUrlMapper(signer, scope="s", generation=0, expires=NOW + 1, origins=[NEXTPVR], secrets=[""],
+                       prefix="/p/x")
+    out = m(f"{NEXTPVR}/a.ts", SEGMENT)
+    assert out is not None and out.startswith("/p/x/s/") and out.endswith("/a.ts")
+    with pytest.raises(TokenError):
+        m.resolve(target(origin=1), SID)
