@@ -490,12 +490,7 @@ class StreamAnalyzer:
         data = packets if isinstance(packets, bytes) else bytes(packets)
         if self._pat_collector.active or self._pmt_collector.active:
             self._continue_sections(data, 0)
-        count = size // PACKET_SIZE
-        # Two C-speed passes instead of a Python loop per packet: "PUSI set, no transport error" from
-        # byte 1 AND "PID low byte is one we follow" from byte 2, combined as big integers.
-        starts = int.from_bytes(data[1::PACKET_SIZE].translate(_PUSI_NO_ERROR), "big")
-        wanted = int.from_bytes(data[2::PACKET_SIZE].translate(self._low_byte_table()), "big")
-        flags = (starts & wanted).to_bytes(count, "big")
+        flags = self._candidates(data)
         index = flags.find(1)
         while index >= 0:
             off = index * PACKET_SIZE
@@ -505,9 +500,21 @@ class StreamAnalyzer:
                     found.append(off)
             elif pid == PAT_PID or pid == self.pmt_pid:
                 self._psi_start(data, off, pid)
+                if self._table_pids != (PAT_PID, self.pmt_pid, self.video_pid):
+                    flags = self._candidates(data)  # new PIDs to follow from here on
             index = flags.find(1, index + 1)
         self.keyframes += len(found)
         return found
+
+    def _candidates(self, data: bytes) -> bytes:
+        """One byte per packet, 1 where a PUSI packet may belong to a PID we follow.
+
+        Two C-speed passes instead of a Python loop per packet: "PUSI set, no transport error" from
+        byte 1 AND "PID low byte is one we follow" from byte 2, combined as big integers.
+        """
+        starts = int.from_bytes(data[1::PACKET_SIZE].translate(_PUSI_NO_ERROR), "big")
+        wanted = int.from_bytes(data[2::PACKET_SIZE].translate(self._low_byte_table()), "big")
+        return (starts & wanted).to_bytes(len(data) // PACKET_SIZE, "big")
 
     def _low_byte_table(self) -> bytes:
         pids = (PAT_PID, self.pmt_pid, self.video_pid)
