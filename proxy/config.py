@@ -67,11 +67,7 @@ Seconds = Annotated[float, _Seconds]
 _MIB = 1024 * 1024
 
 
-def _frozen() -> Any:
-    return dataclass(frozen=True, slots=True, kw_only=True)
-
-
-@_frozen()
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TimeoutConfig:
     #: TCP connect to NextPVR
     connect: Seconds = 5.0
@@ -81,7 +77,7 @@ class TimeoutConfig:
     api_total: Seconds = 30.0
 
 
-@_frozen()
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NextPVRConfig:
     base_url: str
     pin: str
@@ -104,7 +100,7 @@ class NextPVRConfig:
     extra_origins: tuple[str, ...] = ()
 
 
-@_frozen()
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -122,7 +118,7 @@ class ServerConfig:
     readiness_cache: Seconds = 10.0
 
 
-@_frozen()
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HLSConfig:
     #: transcoder profile when the request names none (NextPVR names them by height)
     profile: str = "720p"
@@ -148,7 +144,7 @@ class HLSConfig:
     recover_attempts: int = 3
 
 
-@_frozen()
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TSConfig:
     #: bytes queued for one viewer before it counts as too slow and is disconnected
     viewer_buffer_bytes: Bytes = 4 * _MIB
@@ -162,7 +158,7 @@ class TSConfig:
     keyframe_cache_bytes: Bytes = 8 * _MIB
 
 
-@_frozen()
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PathMapping:
     #: a recording path prefix as NextPVR reports it
     nextpvr: str
@@ -170,7 +166,7 @@ class PathMapping:
     local: str
 
 
-@_frozen()
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordingsConfig:
     #: serve recording files from local disk when the folder is mounted here
     path_map: tuple[PathMapping, ...] = ()
@@ -178,7 +174,7 @@ class RecordingsConfig:
     hls_profile: str | None = None
 
 
-@_frozen()
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GuideConfig:
     #: days of programme data in /epg.xml
     days: int = 7
@@ -190,7 +186,7 @@ class GuideConfig:
     icon_cache_bytes: Bytes = 16 * _MIB
 
 
-@_frozen()
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HDHomeRunConfig:
     enabled: bool = True
     #: 8 hex digits; null derives a stable one from nextpvr.base_url
@@ -200,13 +196,13 @@ class HDHomeRunConfig:
     tuner_count: int | None = None
 
 
-@_frozen()
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DVRConfig:
     pre_padding_minutes: int = 1
     post_padding_minutes: int = 2
 
 
-@_frozen()
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AuthConfig:
     #: keys accepted on playlists, lineup and API routes (empty: no client authentication)
     api_keys: tuple[str, ...] = ()
@@ -218,14 +214,14 @@ class AuthConfig:
     token_ttl: Seconds = 6 * 3600.0
 
 
-@_frozen()
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["human", "json"] = "human"
     access_log: bool = True
 
 
-@_frozen()
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     nextpvr: NextPVRConfig
     server: ServerConfig = field(default_factory=ServerConfig)
