@@ -102,6 +102,10 @@ class MediaSource:
         """Average bits per second of the looped stream, PSI included."""
         return round(self.loop_bytes * 8 / self.loop_seconds)
 
+    @property
+    def cached_bytes(self) -> int:
+        return int(self._cache.currsize)
+
     def segment_duration(self, seconds: int) -> float:
         """Exact duration of ``segment(i, seconds)``: what its ``#EXTINF`` should say."""
         return self._gops_per_segment(seconds) * self._gop_ticks / CLOCK_HZ
