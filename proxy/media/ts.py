@@ -73,7 +73,7 @@ AUDIO_STREAM_TYPES: Final[Mapping[int, str]] = {
 _DVB_AUDIO_DESCRIPTORS: Final[Mapping[int, str]] = {0x6A: "ac3", 0x7A: "eac3", 0x7C: "aac", 0x7F: "ac4"}
 
 _SYNC_BYTE: Final = bytes((SYNC,))
-# Second header byte of a packet: keep the PID's high bits; drop TEI, PUSI and priority.
+# Second header byte -> 1 when the packet starts a payload unit (PUSI) and has no transport error.
 _PUSI_NO_ERROR: Final = bytes(1 if (b & 0xC0) == 0x40 else 0 for b in range(256))
 # PES stream_ids without the optional PES header (program_stream_map, padding, private_2, ECM, EMM,
 # directory, DSMCC, H.222.1 type E): they never carry PTS/DTS.
