@@ -152,17 +152,16 @@ class TokenSigner:
             raise ValueError("origin must fit a byte, generation and expires 32 bits")
         return _HEADER.pack(_VERSION, _KIND_CODES[kind], origin, generation, expires) + self._scope_tag(scope)
 
-    def _seal(self, header: bytes, path_query: str) -> str:
-        body = path_query.encode("utf-8", "surrogatepass")
-        if len(body) > MAX_PATH_QUERY_BYTES:
-            raise ValueError("upstream path and query too long for a token")
-        payload = header + body
+    def _seal(self, payload: bytes) -> str:
         return _b64(payload + self._mac.digest(payload)[:_MAC_BYTES])
 
     def sign(self, scope: str, target: Target) -> str:
         """The token for ``target`` under ``scope``: URL-safe, no '/', deterministic."""
         header = self._header(scope, target.kind, target.origin, target.generation, target.expires)
-        return self._seal(header, target.path_query)
+        body = target.path_query.encode("utf-8", "surrogatepass")
+        if len(body) > MAX_PATH_QUERY_BYTES:
+            raise ValueError("upstream path and query too long for a token")
+        return self._seal(header + body)
 
     def verify(self, scope: str, token: str, *, now: float) -> Target:
         """The target named by ``token``; raises :class:`TokenError`. The MAC compare is constant-time."""
@@ -196,7 +195,9 @@ class TokenSigner:
         return _b64(self._blocked_key.digest(url.encode("utf-8", "surrogatepass"))[:9])
 
 
-_PLAYLIST_KINDS: Final = frozenset({UriKind.PLAYLIST, UriKind.RENDITION_REPORT})
+_PLAYLIST: Final = UriKind.PLAYLIST
+_RENDITION_REPORT: Final = UriKind.RENDITION_REPORT
+_PLAYLIST_KINDS: Final = frozenset({_PLAYLIST, _RENDITION_REPORT})
 _DEFAULT_NAMES: Final = {
     UriKind.PLAYLIST: "index.m3u8",
     UriKind.RENDITION_REPORT: "index.m3u8",
@@ -210,6 +211,11 @@ _MEDIA_EXTENSIONS: Final = frozenset({
 })
 _MAX_NAME: Final = 80
 _UNSAFE_NAME_CHARS: Final = re.compile(r"[^A-Za-z0-9._-]")
+# names file_name() returns unchanged, for the mapper's fast path: at most _MAX_NAME characters and
+# lower-case extensions only (a case-insensitive group makes the match twice as slow)
+_PLAIN_PLAYLIST_NAME: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,74}\.m3u8")
+_EXTENSIONS_RE: Final = "|".join(sorted(_MEDIA_EXTENSIONS, key=len, reverse=True))
+_PLAIN_MEDIA_NAME: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,72}\.(?:" + _EXTENSIONS_RE + ")")
 
 
 def file_name(path_query: str, kind: UriKind, forbidden: Sequence[str] = ()) -> str:
@@ -312,44 +318,60 @@ class ProxyUrlMapper:
                 hosts.add(parsed[2])
         self._index = {origin: i for i, origin in reversed(list(enumerate(self._origins)))}
         self._signer = signer
-        self._scope = scope
-        self._generation = generation
-        self._expires = expires
         self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
         self._forbidden = tuple(sorted({s.lower() for s in self._secrets} | hosts))
         self._prefix = f"{prefix}/{scope}/"
         self._blocked_prefix = f"{prefix}/blocked/"
-        self._headers: dict[tuple[int, TokenKind], bytes] = {}
+        # token headers by 2 * origin + (1 for playlists), so a URL costs one MAC and no packing
+        self._headers = [signer._header(scope, kind, i, generation, expires)
+                         for i in range(len(self._origins)) for kind in _KINDS]
+        self._origin0 = self._origins[0]
+        self._origin0_len = len(self._origin0)
+        self._mac = signer._mac
+        self._max_payload = _HEADER.size + _SCOPE_TAG_BYTES + MAX_PATH_QUERY_BYTES
 
     def __call__(self, url: str, site: UriSite) -> str | None:
-        kind: TokenKind = "playlist" if site.kind in _PLAYLIST_KINDS else "media"
-        index = -1
-        for i, origin in enumerate(self._origins):
-            if url.startswith(origin):
-                path_query = url[len(origin):]
-                if not path_query or path_query[0] in "/?":
-                    index = i
-                    break
+        kind = site.kind
+        playlist = kind is _PLAYLIST or kind is _RENDITION_REPORT
+        n = self._origin0_len
+        if url.startswith(self._origin0) and (len(url) == n or url[n] in "/?"):
+            index = 0
+            path_query = url[n:]
         else:
-            parsed = _canonical_origin(url)
-            if parsed is not None:
-                index = self._index.get(parsed[0], -1)
-                path_query = url[parsed[1]:]
+            index, path_query = self._other_origin(url)
         if index < 0 or "\x00" in path_query or "#" in path_query:
             return self._blocked(url, site)
-        name = file_name(path_query, site.kind, self._forbidden)
+        q = path_query.find("?")
+        path = path_query if q < 0 else path_query[:q]
+        name = path[path.rfind("/") + 1:]
+        if (_PLAIN_PLAYLIST_NAME if playlist else _PLAIN_MEDIA_NAME).fullmatch(name):
+            lowered = name.lower()
+            for forbidden in self._forbidden:
+                if forbidden in lowered:
+                    name = file_name(path_query, kind, self._forbidden)
+                    break
+        else:
+            name = file_name(path_query, kind, self._forbidden)
         for secret in self._secrets:
             if secret in path_query:
                 path_query = path_query.replace(secret, SID_PLACEHOLDER)
-        header = self._headers.get((index, kind))
-        if header is None:
-            header = self._signer._header(self._scope, kind, index, self._generation, self._expires)
-            self._headers[(index, kind)] = header
-        try:
-            token = self._signer._seal(header, path_query)
-        except ValueError:
+        payload = self._headers[2 * index + playlist] + path_query.encode("utf-8", "surrogatepass")
+        if len(payload) > self._max_payload:
             return self._blocked(url, site)
+        token = _b64(payload + self._mac.digest(payload)[:_MAC_BYTES])
         return f"{self._prefix}{token}/{name}"
+
+    def _other_origin(self, url: str) -> tuple[int, str]:
+        """(origin index, path+query) of a URL not spelled like the first origin; index -1 if foreign."""
+        for i, origin in enumerate(self._origins[1:], start=1):
+            if url.startswith(origin):
+                path_query = url[len(origin):]
+                if not path_query or path_query[0] in "/?":
+                    return i, path_query
+        parsed = _canonical_origin(url)
+        if parsed is None:
+            return -1, ""
+        return self._index.get(parsed[0], -1), url[parsed[1]:]
 
     def _blocked(self, url: str, site: UriSite) -> str:
         scheme_end = url.find("://")
