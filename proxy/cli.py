@@ -164,7 +164,9 @@ async def _demo(args: argparse.Namespace, cfg: Config) -> None:
                                         shutdown_timeout=cfg.server.shutdown_grace)
         base = f"http://{cfg.server.host}:{port}"
         try:
-            channels = await emulator.channels_for_demo()
+            from proxy.emulator.data import CHANNELS
+
+            channels = [(c.formatted_number, c.name, c.oid) for c in CHANNELS]
             lines = [
                 "",
                 f"nextpvr-hls-proxy demo: proxy on {base}, NextPVR emulator on {emulator.url}",

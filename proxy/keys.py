@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 
 from proxy.config import Config
+from proxy.hls.segments import SegmentCache
+from proxy.hls.tokens import TokenSigner
+from proxy.hls.transcode import TranscodeManager
+from proxy.lineup.channels import ChannelDirectory
 from proxy.metrics import Metrics
+from proxy.nextpvr.client import NextPVRClient
+from proxy.ts.fanout import LiveTSManager
 
-__all__ = ["CONFIG_KEY", "METRICS_KEY"]
+__all__ = [
+    "CHANNELS_KEY",
+    "CLIENT_KEY",
+    "CONFIG_KEY",
+    "HTTP_KEY",
+    "METRICS_KEY",
+    "SEGMENTS_KEY",
+    "SIGNER_KEY",
+    "TRANSCODES_KEY",
+    "TS_KEY",
+]
 
 CONFIG_KEY = web.AppKey("config", Config)
 METRICS_KEY = web.AppKey("metrics", Metrics)
+HTTP_KEY = web.AppKey("http", aiohttp.ClientSession)
+CLIENT_KEY = web.AppKey("nextpvr", NextPVRClient)
+SIGNER_KEY = web.AppKey("signer", TokenSigner)
+SEGMENTS_KEY = web.AppKey("segments", SegmentCache)
+TRANSCODES_KEY = web.AppKey("transcodes", TranscodeManager)
+TS_KEY = web.AppKey("live_ts", LiveTSManager)
+CHANNELS_KEY = web.AppKey("channels", ChannelDirectory)

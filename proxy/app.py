@@ -1,0 +1,89 @@
+"""The application factory: routes, middlewares and the objects that live as long as the app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from proxy.config import Config
+from proxy.hls.segments import SegmentCache
+from proxy.hls.tokens import TokenSigner
+from proxy.hls.transcode import TranscodeManager
+from proxy.keys import (
+    CHANNELS_KEY,
+    CLIENT_KEY,
+    CONFIG_KEY,
+    HTTP_KEY,
+    METRICS_KEY,
+    SEGMENTS_KEY,
+    SIGNER_KEY,
+    TRANSCODES_KEY,
+    TS_KEY,
+)
+from proxy.lineup.channels import ChannelDirectory
+from proxy.metrics import Metrics
+from proxy.nextpvr.client import NextPVRClient
+from proxy.ts.fanout import LiveTSManager
+from proxy.web import health, live_hls, live_ts
+from proxy.web.middleware import add_cors_headers, error_middleware, observe_middleware, preflight
+
+__all__ = ["create_app"]
+
+#: concurrent connections to NextPVR (streams hold theirs for their whole life)
+_UPSTREAM_CONNECTIONS = 512
+
+
+def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> web.Application:
+    """Build the proxy. Pass a fresh ``registry`` per app in tests (metrics are never global)."""
+    app = web.Application(
+        middlewares=[observe_middleware, error_middleware],
+        client_max_size=config.server.client_max_size,
+    )
+    app[CONFIG_KEY] = config
+    app[METRICS_KEY] = Metrics(registry)
+    app.cleanup_ctx.append(_services)
+    app.on_shutdown.append(_on_shutdown)
+    app.on_response_prepare.append(add_cors_headers)
+    health.setup(app)
+    live_hls.setup(app)
+    live_ts.setup(app)
+    app.router.add_route(aiohttp.hdrs.METH_OPTIONS, "/{tail:.*}", preflight)
+    return app
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG_KEY]
+    metrics = app[METRICS_KEY]
+    connector = aiohttp.TCPConnector(limit=_UPSTREAM_CONNECTIONS, limit_per_host=0, ttl_dns_cache=300)
+    http = aiohttp.ClientSession(connector=connector, requote_redirect_url=False)
+    client = NextPVRClient(config.nextpvr, http, observer=metrics)
+    secret = config.auth.token_secret.encode() if config.auth.token_secret else None
+    signer = TokenSigner(secret)
+    segments = SegmentCache(cache_bytes=config.hls.segment_cache_bytes,
+                            segment_max_bytes=config.hls.segment_max_bytes, metrics=metrics)
+    app[HTTP_KEY] = http
+    app[CLIENT_KEY] = client
+    app[SIGNER_KEY] = signer
+    app[SEGMENTS_KEY] = segments
+    app[CHANNELS_KEY] = ChannelDirectory(client)
+    app[TRANSCODES_KEY] = TranscodeManager(config, client, signer, segments, metrics=metrics)
+    app[TS_KEY] = LiveTSManager(config.ts, live_ts.live_ts_opener(client), metrics=metrics)
+    try:
+        yield
+    finally:
+        # give NextPVR its tuners back first, then its sessions
+        await app[TS_KEY].close()
+        await app[TRANSCODES_KEY].close()
+        await segments.close()
+        await client.logout_all()
+        await http.close()
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    # live TS responses never finish on their own: end them so the grace period is for segments
+    ts = app.get(TS_KEY)
+    if ts is not None:
+        await ts.close()

@@ -1,0 +1,80 @@
+"""Live TV as MPEG-TS: ``GET /live/{channel_id}.ts`` and the Revenge alias ``GET /live?channel=``.
+
+Every viewer of a channel shares one NextPVR connection (``proxy/ts/fanout.py``). The
+handler only moves bytes from the viewer's bounded queue to its socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from aiohttp import hdrs, web
+
+from proxy.errors import NextPVRFailed
+from proxy.hls.segments import UpstreamBody
+from proxy.keys import CHANNELS_KEY, METRICS_KEY, TS_KEY
+from proxy.nextpvr.client import NextPVRClient
+from proxy.ts.fanout import Opener
+from proxy.web.live_hls import parse_channel_id
+
+__all__ = ["live_ts_opener", "serve_live_ts", "setup"]
+
+_HEADERS = {hdrs.CACHE_CONTROL: "no-store", hdrs.CONTENT_TYPE: "video/mp2t"}
+
+
+def live_ts_opener(client: NextPVRClient) -> Callable[[int], Opener]:
+    """Opens ``/live?channeloid=`` with the main session; logs in again once when NextPVR
+    refuses the stream with a 500 (its answer to a sid it no longer knows, see I-J46)."""
+
+    def opener_for(channel_id: int) -> Opener:
+        async def open_stream() -> UpstreamBody:
+            sid = await client.session.sid()
+            client_id = client.new_client_id()
+            try:
+                return await client.open_stream(client.live_stream_url(channel_id, sid, client_id))
+            except NextPVRFailed:
+                sid = await client.session.relogin(sid)
+                return await client.open_stream(client.live_stream_url(channel_id, sid, client_id))
+        return open_stream
+
+    return opener_for
+
+
+async def serve_live_ts(request: web.Request, channel_id: int) -> web.StreamResponse:
+    await request.app[CHANNELS_KEY].get(channel_id)
+    stream, viewer = await request.app[TS_KEY].join(channel_id)
+    metrics = request.app.get(METRICS_KEY)
+    transport = request.transport
+    if transport is not None:
+        viewer.abort = transport.abort
+    try:
+        resp = web.StreamResponse(headers=_HEADERS)
+        await resp.prepare(request)
+        if request.method == hdrs.METH_HEAD:
+            return resp
+        while True:
+            data = await viewer.next()
+            if data is None:
+                break
+            await resp.write(data)
+            if metrics is not None:
+                metrics.sent_bytes.labels("ts").inc(len(data))
+        with contextlib.suppress(ConnectionError):
+            await resp.write_eof()
+        return resp
+    finally:
+        stream.remove_viewer(viewer)
+
+
+async def live_ts(request: web.Request) -> web.StreamResponse:
+    if "channel_id" in request.match_info:
+        channel_id = parse_channel_id(request.match_info["channel_id"], "channel_id")
+    else:
+        channel_id = parse_channel_id(request.query.get("channel"))
+    return await serve_live_ts(request, channel_id)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/live/{channel_id}.ts", live_ts)
+    app.router.add_get("/live", live_ts)

@@ -1,0 +1,146 @@
+"""Sending bytes to clients: shared segments, upstream streams, byte ranges.
+
+Bodies are written chunk by chunk through ``StreamResponse.write``, which waits for the
+socket to drain (aiohttp's built-in backpressure), so no response ever holds more than
+a chunk plus the transport's buffer for a client. A client that goes away raises out of
+``write``; the caller's ``finally`` blocks release whatever they hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+
+from aiohttp import hdrs, web
+
+from proxy.errors import ProxyError
+from proxy.hls.segments import SegmentEntry
+from proxy.keys import METRICS_KEY
+from proxy.nextpvr.client import UpstreamStream
+from proxy.recordings.ranges import parse_range
+
+__all__ = ["content_type_for", "relay_upstream", "send_bytes_range", "send_entry"]
+
+log = logging.getLogger("proxy.relay")
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+_BY_EXTENSION = {
+    ".m3u8": PLAYLIST_TYPE,
+    ".m3u": PLAYLIST_TYPE,
+    ".ts": "video/mp2t",
+    ".mp4": "video/mp4",
+    ".m4s": "video/mp4",
+    ".m4v": "video/mp4",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+    ".ac3": "audio/ac3",
+    ".ec3": "audio/eac3",
+    ".mp3": "audio/mpeg",
+    ".vtt": "text/vtt",
+    ".webvtt": "text/vtt",
+    ".key": "application/octet-stream",
+    ".json": "application/json",
+}
+#: headers of an upstream stream response worth passing on to the client
+_PASS_HEADERS = (hdrs.CONTENT_RANGE, hdrs.ACCEPT_RANGES, hdrs.LAST_MODIFIED, hdrs.ETAG)
+
+
+def content_type_for(name: str, upstream: str | None) -> str:
+    """The type by file extension, else upstream's when it is a sane media type."""
+    ext = posixpath.splitext(name)[1].lower()
+    if ext in _BY_EXTENSION:
+        return _BY_EXTENSION[ext]
+    if upstream:
+        main = upstream.split(";", 1)[0].strip().lower()
+        if main.count("/") == 1 and main.split("/")[0] in ("video", "audio", "application", "text"):
+            return main
+    return "application/octet-stream"
+
+
+def _count(request: web.Request, kind: str, size: int) -> None:
+    metrics = request.app.get(METRICS_KEY)
+    if metrics is not None:
+        metrics.sent_bytes.labels(kind).inc(size)
+
+
+async def send_entry(request: web.Request, entry: SegmentEntry, *, name: str, kind: str,
+                     cache_control: str) -> web.StreamResponse:
+    """Stream a (possibly still downloading) shared segment; honours Range once it is complete."""
+    head = await entry.wait_head()
+    ctype = content_type_for(name, head.content_type)
+    range_header = request.headers.get(hdrs.RANGE)
+    if range_header is not None and entry.done and entry.error is None:
+        return await send_bytes_range(request, entry.body(), content_type=ctype, kind=kind,
+                                      cache_control=cache_control)
+    resp = web.StreamResponse(headers={hdrs.CACHE_CONTROL: cache_control, hdrs.ACCEPT_RANGES: "bytes"})
+    resp.content_type = ctype
+    if head.content_length is not None:
+        resp.content_length = head.content_length
+    elif entry.done:
+        resp.content_length = entry.size
+    await resp.prepare(request)
+    if request.method == hdrs.METH_HEAD:
+        return resp
+    try:
+        async for chunk in entry.iter_bytes():
+            await resp.write(chunk)
+            _count(request, kind, len(chunk))
+    except ProxyError as exc:
+        return _abort(request, resp, exc)
+    await resp.write_eof()
+    return resp
+
+
+def _abort(request: web.Request, resp: web.StreamResponse, exc: ProxyError) -> web.StreamResponse:
+    """The body broke after the headers went out: cut the connection so the client sees a
+    truncated response (and retries) instead of a short body it would take as complete."""
+    log.info("%s: upstream failed mid-body (%s); closing the client connection", request.path[:40],
+             exc.message)
+    metrics = request.app.get(METRICS_KEY)
+    if metrics is not None:
+        metrics.errors.labels(exc.reason).inc()
+    if request.transport is not None:
+        request.transport.abort()
+    return resp
+
+
+async def send_bytes_range(request: web.Request, body: bytes, *, content_type: str, kind: str,
+                           cache_control: str) -> web.Response:
+    size = len(body)
+    wanted = parse_range(request.headers.get(hdrs.RANGE), size)
+    headers = {hdrs.CACHE_CONTROL: cache_control, hdrs.ACCEPT_RANGES: "bytes"}
+    if wanted is None:
+        _count(request, kind, size)
+        return web.Response(body=body, content_type=content_type, headers=headers)
+    part = body[wanted.start:wanted.end + 1]
+    headers[hdrs.CONTENT_RANGE] = wanted.content_range(size)
+    _count(request, kind, len(part))
+    return web.Response(status=206, body=part, content_type=content_type, headers=headers)
+
+
+async def relay_upstream(request: web.Request, stream: UpstreamStream, *, name: str, kind: str,
+                         cache_control: str, content_length: bool = True) -> web.StreamResponse:
+    """Relay an open upstream response (status, length, range headers) chunk by chunk."""
+    async with stream:
+        resp = web.StreamResponse(status=stream.status, headers={hdrs.CACHE_CONTROL: cache_control})
+        for header in _PASS_HEADERS:
+            value = stream.headers.get(header)
+            if value is not None:
+                resp.headers[header] = value
+        resp.content_type = content_type_for(name, stream.content_type)
+        if content_length and stream.content_length is not None:
+            resp.content_length = stream.content_length
+        await resp.prepare(request)
+        if request.method == hdrs.METH_HEAD:
+            return resp
+        metrics = request.app.get(METRICS_KEY)
+        try:
+            async for chunk in stream.iter_chunks():
+                await resp.write(chunk)
+                if metrics is not None:
+                    metrics.sent_bytes.labels(kind).inc(len(chunk))
+                    metrics.received_bytes.labels(kind).inc(len(chunk))
+        except ProxyError as exc:
+            return _abort(request, resp, exc)
+        await resp.write_eof()
+        return resp
