@@ -317,7 +317,7 @@ async def recording_watched_set(call: Call) -> Reply:
     if position:  # NextPVR ignores position=0 (NexusPVR sends 1 instead)
         rec.playback_position = position
         rec.played = position >= rec.duration - 60
-        call.state.store.resume_stamp = max(int(time.time()), call.state.store.resume_stamp + 1)
+        call.state.store.touch_resume()
     return Reply(json={}, json_stat=True)
 
 

@@ -132,7 +132,10 @@ class RecordingStore:
         self.stamp = int(now)
 
     def touch(self) -> None:
-        self.stamp = max(int(time.time()), self.stamp + 1)
+        self.stamp = max(int(time.time()), self.last_update(time.time(), False) + 1)
+
+    def touch_resume(self) -> None:
+        self.resume_stamp = max(int(time.time()), self.last_update(time.time(), False) + 1)
 
     def add(self, rec: Recording) -> Recording:
         if len(self.recordings) >= MAX_RECORDINGS:
