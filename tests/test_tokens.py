@@ -91,7 +91,7 @@ def test_unsignable_targets(signer: TokenSigner, t: Target) -> None:
         signer.sign("s", t)
 
 
-@pytest.mark.parametrize("scope", ["", "a/b", "a b", "x" * 65, "é", "a\x00"])
+@pytest.mark.parametrize("scope", ["", "a/b", "a b", "x" * 65, "é", "a\x00", ".", "..", ".x", "blocked"])
 def test_bad_scopes(signer: TokenSigner, scope: str) -> None:
     with pytest.raises(ValueError, match="scope"):
         signer.sign(scope, target())
@@ -239,11 +239,22 @@ def test_foreign_and_odd_urls_are_blocked(mapper: ProxyUrlMapper, url: str) -> N
     assert "evil" not in out and "127.0.0.1" not in out
 
 
-def test_blocked_urls_never_show_the_sid_or_a_lan_host(mapper: ProxyUrlMapper) -> None:
-    out = mapper(f"http://192.168.1.20:8866/{SID}.ts?sid={SID}", SEGMENT)
+def test_blocked_urls_never_show_the_sid_or_a_lan_host(mapper: ProxyUrlMapper, signer: TokenSigner) -> None:
+    url = f"http://192.168.1.20:8866/{SID}.ts?sid={SID}"
+    out = mapper(url, SEGMENT)
     assert out is not None
     assert SID not in out and "192.168" not in out
     assert out.endswith("/segment.ts")
+    # the digest does not change when the session is renewed (same URI across reloads)
+    renewed = ProxyUrlMapper(signer, scope="live.7181.720p", generation=2, expires=NOW + 600,
+                             origins=[NEXTPVR], secrets=["f" * 32])
+    assert renewed(url.replace(SID, "f" * 32), SEGMENT) == out
+
+
+@pytest.mark.parametrize("secret", ["sid", "\x00", "abc", "abcd\x00"])
+def test_secrets_that_could_corrupt_the_placeholder_are_refused(signer: TokenSigner, secret: str) -> None:
+    with pytest.raises(ValueError, match="session id"):
+        ProxyUrlMapper(signer, scope="s", generation=0, expires=0, origins=[NEXTPVR], secrets=[SID, secret])
 
 
 @pytest.mark.parametrize(("path_query", "kind", "name"), [
@@ -291,7 +302,7 @@ def test_mapper_rejects_bad_origins(signer: TokenSigner, origins: list[str]) -> 
         ProxyUrlMapper(signer, scope="s", generation=0, expires=0, origins=origins, secrets=[])
 
 
-@pytest.mark.parametrize("prefix", ["", "/", "hls", "/hls/", "/h ls"])
+@pytest.mark.parametrize("prefix", ["", "/", "hls", "/hls/", "/h ls", "/..", "/a/./b"])
 def test_mapper_rejects_bad_prefixes(signer: TokenSigner, prefix: str) -> None:
     with pytest.raises(ValueError, match="prefix"):
         ProxyUrlMapper(signer, scope="s", generation=0, expires=0, origins=[NEXTPVR], secrets=[],

@@ -66,7 +66,8 @@ _MIN_BYTES: Final = _HEADER.size + _SCOPE_TAG_BYTES + _MAC_BYTES
 _KIND_CODES: Final = {"media": 0, "playlist": 1}
 _KINDS: Final[tuple[TokenKind, TokenKind]] = ("media", "playlist")
 _U32: Final = 2**32 - 1
-_SCOPE: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# a scope is one path segment: it may not be "." or ".." (clients would collapse it) nor "blocked"
+_SCOPE: Final = re.compile(r"(?!blocked\Z)[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 _TOKEN_CHARS: Final = re.compile(r"[A-Za-z0-9_-]+")
 _B64_TRANSLATE: Final = bytes.maketrans(b"+/", b"-_")
 _IPAD: Final = bytes(x ^ 0x36 for x in range(256))
@@ -120,7 +121,8 @@ def _b64(data: bytes) -> str:
 
 def _check_scope(scope: str) -> None:
     if not _SCOPE.fullmatch(scope):
-        raise ValueError("scope must be 1-64 characters of [A-Za-z0-9._-]")
+        raise ValueError("scope must be 1-64 characters of [A-Za-z0-9._-], not starting with '.', "
+                         "and not 'blocked'")
 
 
 class TokenSigner:
@@ -303,7 +305,7 @@ class ProxyUrlMapper:
     def __init__(self, signer: TokenSigner, *, scope: str, generation: int, expires: int,
                  origins: Sequence[str], secrets: Sequence[str], prefix: str = "/hls") -> None:
         _check_scope(scope)
-        if not re.fullmatch(r"(/[A-Za-z0-9._-]+)+", prefix):
+        if not re.fullmatch(r"(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+", prefix):
             raise ValueError("prefix must look like /hls")
         if not origins or len(origins) > 256:
             raise ValueError("between 1 and 256 origins are allowed")
@@ -318,6 +320,9 @@ class ProxyUrlMapper:
                 hosts.add(parsed[2])
         self._index = {origin: i for i, origin in reversed(list(enumerate(self._origins)))}
         self._signer = signer
+        if any(len(s) < 4 or "\x00" in s for s in secrets if s):
+            # shorter ones could match inside SID_PLACEHOLDER and corrupt earlier replacements
+            raise ValueError("a session id to scrub must have at least 4 characters and no NUL")
         self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
         self._forbidden = tuple(sorted({s.lower() for s in self._secrets} | hosts))
         self._prefix = f"{prefix}/{scope}/"
@@ -379,6 +384,8 @@ class ProxyUrlMapper:
         slash = rest.find("/")
         path_query = rest[slash:] if slash >= 0 else ""
         name = file_name(path_query, site.kind, self._forbidden)
+        for secret in self._secrets:  # the same URL keeps the same digest across session renewals
+            url = url.replace(secret, SID_PLACEHOLDER)
         return f"{self._blocked_prefix}{self._signer.blocked_digest(url)}/{name}"
 
     def resolve(self, target: Target, sid: str) -> str:
