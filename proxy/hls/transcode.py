@@ -136,7 +136,8 @@ class Transcode:
         self.generation = 0
         self.error: ProxyError | None = None
         self.session: NextPVRSession | None = None
-        self.live = LivePlaylist()
+        # a recording still in progress is an EVENT playlist: it only grows, keep all of it
+        self.live = LivePlaylist(max_window=64 if key.kind == "channel" else 1_000_000)
         self.vod: bytes | None = None
         self.is_vod = False
         self.target_duration = 2
@@ -446,7 +447,7 @@ class Transcode:
         if info.is_master:
             self.vod = rewritten.encode()
             return
-        if info.endlist or self.key.kind == "recording":
+        if info.endlist:
             # a finished recording: a VOD playlist that never changes; segments are found by index
             self.is_vod = True
             self._m.remember_vod(self.generation, _VodMap(self.scope, {}, []), recorder.media)
