@@ -281,6 +281,22 @@ def test_multi_drm_keys_and_both_preload_hints_survive() -> None:
     assert [url.rsplit("/", 1)[1] for url, _ in rec.calls] == ["pr.key", "s.mp4", "p.mp4", "m.mp4"]
 
 
+def test_preload_hints_name_their_part_and_map_byte_for_byte(signer: TokenSigner) -> None:
+    # bis 4.4.5.3: the client matches a hinted resource by URI; extension-less URLs included
+    text = media(
+        '#EXT-X-PRELOAD-HINT:TYPE=MAP,URI="/init?rev=3&sid=9f1c2e"',
+        '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part?n=7"',
+        '#EXT-X-MAP:URI="/init?rev=3&sid=9f1c2e"',
+        '#EXT-X-PART:DURATION=1,URI="part?n=7"',
+        "#EXTINF:1,", "part?n=7",
+    )
+    out, _ = rewrite_playlist(text, BASE, make_mapper(signer))
+    uris = re.findall(r'URI="([^"]+)"', out)
+    assert uris[0] == uris[2] and uris[1] == uris[3]
+    assert out.rstrip("\n").rsplit("\n", 1)[1] == uris[1]
+    assert len(set(uris)) == 2
+
+
 @pytest.mark.parametrize("nl", ["\n", "\r\n"])
 @pytest.mark.parametrize("final", [True, False])
 def test_line_endings_and_final_newline_are_kept(nl: str, final: bool) -> None:

@@ -63,7 +63,8 @@ texts = st.text(string.ascii_letters + string.digits + " ,.;:=-_\"'()[]{}!?$*+",
 
 @st.composite
 def items(draw: st.DrawFn, sid: str) -> Item:
-    kind = draw(st.sampled_from(["segment", "key", "map", "part", "comment", "unknown", "blank", "skd", "var"]))
+    kind = draw(st.sampled_from(
+        ["segment", "key", "map", "part", "comment", "unknown", "blank", "skd", "var"]))
     if kind in ("segment", "key", "map", "part"):
         ref = draw(references(sid))
         if kind == "segment":
@@ -97,7 +98,8 @@ def playlists(draw: st.DrawFn) -> tuple[str, str, str, list[Item], str]:
 
 
 def mapper_for(sid: str) -> ProxyUrlMapper:
-    return ProxyUrlMapper(SIGNER, scope=SCOPE, generation=1, expires=NOW + 60, origins=[ORIGIN], secrets=[sid])
+    return ProxyUrlMapper(SIGNER, scope=SCOPE, generation=1, expires=NOW + 60, origins=[ORIGIN],
+                          secrets=[sid])
 
 
 def upstream_of(proxy_url: str, mapper: ProxyUrlMapper, sid: str) -> str:
@@ -160,9 +162,10 @@ def test_mapping_is_deterministic_and_chunking_invisible(
 garbage_lines = st.one_of(
     st.text(max_size=60),
     st.builds("".join, st.tuples(
-        st.sampled_from(["#EXTINF:", "#EXT-X-KEY:", "#EXT-X-MAP:", "#EXT-X-TARGETDURATION:", "#EXT-X-PART:",
-                         "#EXT-X-MEDIA-SEQUENCE:", "#EXT-X-DATERANGE:", "#EXT-X-STREAM-INF:", "#EXT-X-VERSION:",
-                         "#EXT-X-SESSION-DATA:", "#EXT-X-DEFINE:", "#EXT", "#", "URI=", ""]),
+        st.sampled_from(["#EXTINF:", "#EXT-X-KEY:", "#EXT-X-MAP:", "#EXT-X-TARGETDURATION:",
+                         "#EXT-X-PART:", "#EXT-X-MEDIA-SEQUENCE:", "#EXT-X-DATERANGE:", "#EXT-X-STREAM-INF:",
+                         "#EXT-X-VERSION:", "#EXT-X-SESSION-DATA:", "#EXT-X-DEFINE:", "#EXT", "#", "URI=",
+                         ""]),
         st.text(string.printable + "é\u2028\x85\ufeff", max_size=40))),
 )
 

@@ -200,11 +200,13 @@ class TokenSigner:
 _PLAYLIST: Final = UriKind.PLAYLIST
 _RENDITION_REPORT: Final = UriKind.RENDITION_REPORT
 _PLAYLIST_KINDS: Final = frozenset({_PLAYLIST, _RENDITION_REPORT})
+# Media-like kinds (MEDIA, PART, INIT, PRELOAD_HINT, OTHER) share "segment.ts": a preload hint must
+# name its later EXT-X-PART or EXT-X-MAP byte for byte (bis 4.4.5.3), and the mapper is not told
+# which of the two a hint announces.
 _DEFAULT_NAMES: Final = {
     UriKind.PLAYLIST: "index.m3u8",
     UriKind.RENDITION_REPORT: "index.m3u8",
     UriKind.KEY: "key.key",
-    UriKind.INIT: "init.mp4",
     UriKind.DATA: "data.json",
 }
 _MEDIA_EXTENSIONS: Final = frozenset({
