@@ -5,7 +5,7 @@ Every URI site listed in section 2 of the team's HLS notes is handed to a
 unchanged (unknown tags, comments, blank lines, attribute order, CRLF, a missing
 final newline). The ``m3u8`` package is deliberately not used here: its
 ``loads()``/``dumps()`` round trip drops tags, corrupts attributes, crashes on
-valid syntax and is about ten times slower.
+valid syntax and is several times slower (``benchmarks/bench_rewrite.py``).
 
 Decisions (the proxy turns :class:`PlaylistError` into a 502):
 
@@ -86,6 +86,14 @@ Mapper: TypeAlias = Callable[[str, UriSite], str | None]
 
 @dataclass(frozen=True, slots=True)
 class PlaylistInfo:
+    """Facts collected in the rewriting pass.
+
+    ``segment_count`` counts media segment URI lines (not variant URIs, not the parts
+    of an unfinished LL-HLS segment); ``total_duration`` sums their EXTINF values.
+    ``is_master`` means multivariant tags and no media segment. Absent tags give
+    ``None`` (target duration, playlist type, version) or the spec default 0.
+    """
+
     is_master: bool
     target_duration: int | None
     media_sequence: int
