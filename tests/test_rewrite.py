@@ -441,3 +441,30 @@ def test_resolution_against_a_base_without_path() -> None:
     assert resolve_reference("http://a", "g") == "http://a/g"
     assert resolve_reference("http://a?x", "?y") == "http://a?y"
     assert resolve_reference("http://a/b/./c/d", "e") == "http://a/b/c/e"
+
+
+def test_foreign_hosts_become_refusing_proxy_urls(signer: TokenSigner) -> None:
+    mapper = make_mapper(signer, origins=["http://nextpvr.local:8866"])
+    for name in ["master_multivariant.m3u8", "llhls_media.m3u8", "live_discontinuity_paths_crlf.m3u8"]:
+        out, _ = rewrite_playlist(read(name), BASE, mapper)
+        uri_lines = [line for line in out.splitlines() if line and not line.startswith("#")]
+        attributes = re.findall(r'(?:URI|SERVER-URI|X-ASSET-URI|X-ASSET-LIST|X-URI)="([^"]*)"', out)
+        for uri in uri_lines + attributes:
+            assert uri.startswith(("/hls/live.7181.720p/", "/hls/blocked/")) or "{$" in uri, uri
+        assert "nextpvr.local" not in out
+        assert SID not in out
+    out, _ = rewrite_playlist(read("llhls_media.m3u8"), BASE, mapper)
+    assert 'X-ASSET-URI="/hls/blocked/' in out
+    assert 'X-COM-EXAMPLE-BEACON="https://beacon.example.com/b?id=2"' in out  # opaque client data
+
+
+def test_rewriter_is_pure() -> None:
+    import ast
+
+    import proxy.hls.rewrite as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"__future__", "enum", "math", "re", "sys", "collections.abc", "dataclasses", "types",
+                        "typing"}
