@@ -122,11 +122,11 @@ class LiveHandle:
     #: the write timeout of the reader that has stopped consuming, so a lease can push it back
     renew: Callable[[], None] | None = None
     sid: str | None = None
-    closed: bool = False
+    #: set when the handle is closed: wakes the writer out of its pacing sleep
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def is_open(self) -> bool:
-        # a method, not the attribute: the writer loop must re-read it after every await
-        return not self.closed
+        return not self.wake.is_set()
 
 
 @dataclass(slots=True, eq=False)
@@ -328,7 +328,7 @@ class EmulatorState:
     def close_live(self, handle: LiveHandle, *, expired: bool = False) -> None:
         if self.live.pop(handle.id, None) is None:
             return
-        handle.closed = True
+        handle.wake.set()
         self.tuners.release(handle.lease)
         if expired:
             self.counters.live_expired += 1

@@ -55,13 +55,36 @@ def _reset(request: web.Request) -> Callable[[], None]:
 
 
 @contextlib.contextmanager
-def _registered(state: EmulatorState, abort: Callable[[], None]) -> Iterator[None]:
+def _registered(
+    state: EmulatorState, request: web.Request, owner: dict[int, Callable[[], None]] | None = None
+) -> Iterator[asyncio.Event]:
+    """Make the response abortable by restart() (and by ``owner``); the event is set once aborted."""
+    wake = asyncio.Event()
+    reset = _reset(request)
+
+    def abort() -> None:
+        wake.set()
+        reset()
+
     key = state.next_id()
     state.connections[key] = abort
+    if owner is not None:
+        owner[key] = abort
     try:
-        yield
+        yield wake
     finally:
         state.connections.pop(key, None)
+        if owner is not None:
+            owner.pop(key, None)
+
+
+async def _nap(wake: asyncio.Event, seconds: float) -> bool:
+    """Sleep, unless the stream is aborted first; True when it was."""
+    if seconds > 0 and not wake.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await wake.wait()
+    return wake.is_set()
 
 
 def _stream_auth_failed(state: EmulatorState, request: web.Request) -> bool:
@@ -76,22 +99,21 @@ async def send_segment(request: web.Request, state: EmulatorState, body: bytes) 
     if not reset and slow is None:
         return web.Response(body=body, content_type=TS)
     state.counters.faults_injected += 1
-    abort = _reset(request)
     resp = web.StreamResponse(headers={"Content-Type": TS})
     resp.content_length = len(body)
-    with _registered(state, abort), contextlib.suppress(ConnectionError):
-        if slow is not None and slow.delay:
-            await asyncio.sleep(slow.delay)
+    with _registered(state, request) as aborted, contextlib.suppress(ConnectionError):
+        if slow is not None and await _nap(aborted, slow.delay):
+            return resp
         await resp.prepare(request)
         if reset:
             await resp.write(body[: len(body) // 2])
-            abort()
+            _reset(request)()
             return resp
         assert slow is not None
         step = len(body) if slow.bytes_per_second is None else max(1, int(slow.bytes_per_second * SLOW_TICK))
         for offset in range(0, len(body), step):
-            if offset:
-                await asyncio.sleep(SLOW_TICK)
+            if offset and await _nap(aborted, SLOW_TICK):
+                return resp
             await resp.write(body[offset : offset + step])
         await resp.write_eof()
     return resp
@@ -167,9 +189,7 @@ async def _pump_channel(request: web.Request, state: EmulatorState, handle: Live
             airs, duration = feeds.airs_at(channel, index), feeds.duration(channel)
             for offset in range(0, len(data), cfg.write_chunk):
                 if cfg.realtime:
-                    delay = airs + duration * offset / len(data) - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
+                    await _nap(handle.wake, airs + duration * offset / len(data) - time.monotonic())
                 await state.faults.wait_out_stall()
                 if not handle.is_open():
                     return resp
@@ -212,13 +232,7 @@ async def _timeshift(request: web.Request, state: EmulatorState, shift: Timeshif
     def next_at(segments: int) -> float:
         return shift.started_at + segments * state.feeds.duration(shift.channel) - time.monotonic()
 
-    abort = _reset(request)
-    key = state.next_id()
-    shift.readers[key] = abort
-    try:
-        return await _grow(request, state, shift.file, start, None, available, next_at)
-    finally:
-        shift.readers.pop(key, None)
+    return await _grow(request, state, shift.file, start, None, available, next_at, owner=shift.readers)
 
 
 # -- recordings ------------------------------------------------------------------------------------------
@@ -239,10 +253,10 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
         end = int(last) + 1 if last else size
     except ValueError:
         return None
-    if end <= start:
-        return None
     if start >= size:
         return False
+    if end <= start:
+        return None
     return start, min(end, size)
 
 
@@ -289,7 +303,7 @@ async def _recording(request: web.Request, state: EmulatorState, rec_id: str) ->
     if wanted:
         resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     resp.content_length = end - start
-    with _registered(state, _reset(request)), contextlib.suppress(ConnectionError):
+    with _registered(state, request), contextlib.suppress(ConnectionError):
         await resp.prepare(request)
         if request.method != "HEAD":
             for chunk in file.read(start, end, available, state.config.write_chunk):
@@ -324,6 +338,7 @@ async def _grow(
     known_size: int | None,
     available: Callable[[], int | None],
     next_at: Callable[[int], float],
+    owner: dict[int, Callable[[], None]] | None = None,
 ) -> web.StreamResponse:
     """A body with no Content-Length that keeps sending what is appended to ``file``.
 
@@ -335,7 +350,7 @@ async def _grow(
     )
     if known_size is not None:
         resp.headers["Content-Range"] = f"bytes {start}-{max(start, known_size - 1)}/*"
-    with _registered(state, _reset(request)), contextlib.suppress(ConnectionError):
+    with _registered(state, request, owner) as aborted, contextlib.suppress(ConnectionError):
         await resp.prepare(request)
         if request.method == "HEAD":
             await resp.write_eof()
@@ -348,6 +363,7 @@ async def _grow(
             wait = next_at(segments)
             if wait < 0 and available() == segments:
                 break
-            await asyncio.sleep(min(max(wait, 0.01), 1.0))
+            if await _nap(aborted, min(max(wait, 0.01), 1.0)):
+                return resp
         await resp.write_eof()
     return resp
