@@ -495,6 +495,17 @@ class TranscodeManager:
         self._starting: dict[str, asyncio.Future[Transcode]] = {}
         self._vod_maps: OrderedDict[int, _VodMap] = OrderedDict()
         self._closing = False
+        self._changed = asyncio.Event()
+
+    def _notify(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Wait until ``predicate()`` holds after some transcode started or stopped."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await self._changed.wait()
 
     def running(self) -> list[Transcode]:
         return list(self._running.values())
@@ -528,6 +539,7 @@ class TranscodeManager:
         finally:
             self._starting.pop(scope, None)
         self._running[scope] = transcode
+        self._notify()
         future.set_result(transcode)
         log.info("%s: transcode running (generation %d)", scope, transcode.generation)
         return transcode
@@ -535,6 +547,7 @@ class TranscodeManager:
     def _forget(self, transcode: Transcode) -> None:
         if self._running.get(transcode.scope) is transcode:
             del self._running[transcode.scope]
+            self._notify()
 
     # -- VOD segment indexes, shared across generations ---------------------------
     def remember_vod(self, generation: int, vod: _VodMap, media: list[str]) -> None:
