@@ -29,7 +29,8 @@ def manager(client: TestClient[Any, Any]) -> TranscodeManager:
     return client.server.app[TRANSCODES_KEY]
 
 
-async def test_playlist_rewritten_to_signed_proxy_paths(emulator: Emulator, proxy: TestClient[Any, Any]) -> None:
+async def test_playlist_rewritten_to_signed_proxy_paths(emulator: Emulator,
+                                                        proxy: TestClient[Any, Any]) -> None:
     resp = await proxy.get(f"/live/{CHANNEL}.m3u8")
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
@@ -261,7 +262,8 @@ async def test_idle_stop_releases_session_to_pool(emulator: Emulator, proxy_fact
     proxy = await proxy_factory(emulator, **{"hls.idle_timeout": 1})
     assert (await proxy.get(f"/live/{CHANNEL}.m3u8")).status == 200
     assert len(manager(proxy).running()) == 1
-    await manager(proxy).wait_for(lambda: not manager(proxy).running(), timeout=6)
+    async with asyncio.timeout(6):
+        await manager(proxy).wait_for(lambda: not manager(proxy).running())
     assert emulator.state.transcodes_active == 0
     counts = Counter(emulator.state.counters.api_calls)
     assert counts["channel.transcode.stop"] == 1

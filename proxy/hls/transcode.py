@@ -501,11 +501,11 @@ class TranscodeManager:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
-        """Wait until ``predicate()`` holds after some transcode started or stopped."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await self._changed.wait()
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds after some transcode started or stopped (bound it
+        with ``asyncio.timeout``)."""
+        while not predicate():
+            await self._changed.wait()
 
     def running(self) -> list[Transcode]:
         return list(self._running.values())
