@@ -669,7 +669,7 @@ async def test_playlist_faults_garbage_500_and_dead_transcoder(emu: Emu) -> None
     assert (await emu.raw("channel.transcode.m3u8", sid=emu.sid))[0] == 404
     emu.state.faults.fail_500("any", 1)
     assert (await emu.raw("setting.list", sid=emu.sid))[0] == 500
-    assert emu.state.counters.faults_injected == 4
+    assert emu.state.faults.injected == 4
 
 
 async def test_config_rejects_nonsense() -> None:

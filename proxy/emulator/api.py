@@ -286,7 +286,6 @@ async def service(request: web.Request) -> web.StreamResponse:
     elif kind == "playlist":
         state.counters.playlist_requests += 1
     if state.faults.take_500(kind):
-        state.counters.faults_injected += 1
         return web.Response(status=500, text="Internal Server Error\n")
     as_json = wants_json(request)
     if handler is None:

@@ -82,7 +82,6 @@ async def _initiate(call: Call, kind: Literal["channel", "recording"]) -> Reply:
     state.transcode_history.append(transcode)
     state.counters.transcodes_started += 1
     if state.faults.take_transcode_death():
-        state.counters.faults_injected += 1
         state.kill_transcoder(transcode)
     state.changed()
     return Reply(json={}, json_stat=True)
@@ -120,7 +119,6 @@ async def transcode_m3u8(call: Call) -> web.StreamResponse:
         transcode.first_playlist_at = now
         state.changed()
     if state.faults.take_garbage():
-        state.counters.faults_injected += 1
         return web.Response(body=GARBAGE_PLAYLIST, content_type=M3U8)
     return web.Response(text=playlist_text(state, transcode, call.request), content_type=M3U8)
 

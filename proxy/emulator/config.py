@@ -81,7 +81,7 @@ class EmulatorConfig:
     #: per-source bound of the media library's segment cache (when the emulator loads the library)
     segment_cache_bytes: int = 16 * 1024 * 1024
     #: socket send buffer of /live connections, so a reader that stops is noticed
-    live_send_buffer: int = 256 * 1024
+    live_send_buffer: int = 64 * 1024
     write_chunk: int = 64 * 1024
 
     def __post_init__(self) -> None:

@@ -28,6 +28,8 @@ class Faults:
     """Pending faults. Each ``take_*`` consumes one and says whether it applies to this request."""
 
     def __init__(self) -> None:
+        #: faults that fired so far (not reset by clear())
+        self.injected = 0
         self.clear()
 
     def clear(self) -> None:
@@ -110,30 +112,35 @@ class Faults:
         for key in (kind, "any"):
             if self.http_500[key] > 0:
                 self.http_500[key] -= 1
+                self.injected += 1
                 return True
         return False
 
     def take_reset(self) -> bool:
         if self.reset_segments > 0:
             self.reset_segments -= 1
+            self.injected += 1
             return True
         return False
 
     def take_slow(self) -> SlowSegments | None:
         if self.slow_segments > 0:
             self.slow_segments -= 1
+            self.injected += 1
             return self.slow
         return None
 
     def take_garbage(self) -> bool:
         if self.garbage_playlists > 0:
             self.garbage_playlists -= 1
+            self.injected += 1
             return True
         return False
 
     def take_transcode_death(self) -> bool:
         if self.transcode_die > 0:
             self.transcode_die -= 1
+            self.injected += 1
             return True
         return False
 
@@ -157,6 +164,7 @@ class Faults:
             "garbage_playlists": self.garbage_playlists,
             "stall_live_seconds": round(self.stall_remaining(), 3),
             "kill_transcodes": self.transcode_die,
+            "injected": self.injected,
         }
 
 

@@ -113,15 +113,25 @@ class Reply:
 
 
 def wants_json(request: web.Request) -> bool:
-    """``format=`` wins; otherwise JSON only when the Accept header names application/json."""
+    """``format=`` wins; otherwise JSON only when the Accept header names application/json (q > 0)."""
     fmt = request.query.get("format", "").lower()
     if fmt in ("json", "xml"):
         return fmt == "json"
     for part in request.headers.get("Accept", "").split(","):
-        media, _, params = part.strip().partition(";")
-        if media.strip().lower() == "application/json":
-            return "q=0" not in params.replace(" ", "") or "q=0." in params.replace(" ", "")
+        media, *params = (p.strip() for p in part.split(";"))
+        if media.lower() == "application/json":
+            return all(not _is_zero_q(p) for p in params)
     return False
+
+
+def _is_zero_q(param: str) -> bool:
+    name, _, value = param.partition("=")
+    if name.strip().lower() != "q":
+        return False
+    try:
+        return float(value) == 0
+    except ValueError:
+        return False
 
 
 def _json_response(body: Any) -> web.Response:

@@ -63,7 +63,6 @@ class Counters:
     recording_stream_requests: int = 0
     timeshifts_started: int = 0
     restarts: int = 0
-    faults_injected: int = 0
     api_calls: Counter[str] = field(default_factory=Counter)
 
 
@@ -398,6 +397,7 @@ class EmulatorState:
     def snapshot(self) -> dict[str, Any]:
         counters = asdict(self.counters)
         counters["api_calls"] = dict(self.counters.api_calls)
+        counters["faults_injected"] = self.faults.injected
         return {
             "counters": counters,
             "tuners": self.config.tuners,

@@ -32,6 +32,8 @@ NO_TUNER = "No tuner was available for the requested channel."
 TS = "video/mp2t"
 #: how often a slow (faulted) segment trickles
 SLOW_TICK = 0.05
+#: a paced /live writer looks at least this often whether its client hung up
+DISCONNECT_CHECK = 0.2
 
 
 def _text(status: int, text: str) -> web.Response:
@@ -98,7 +100,6 @@ async def send_segment(request: web.Request, state: EmulatorState, body: bytes) 
     reset, slow = faults.take_reset(), faults.take_slow()
     if not reset and slow is None:
         return web.Response(body=body, content_type=TS)
-    state.counters.faults_injected += 1
     resp = web.StreamResponse(headers={"Content-Type": TS})
     resp.content_length = len(body)
     with _registered(state, request) as aborted, contextlib.suppress(ConnectionError):
@@ -124,7 +125,6 @@ async def transcode_segment(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     state.counters.segment_requests += 1
     if state.faults.take_500("segment"):
-        state.counters.faults_injected += 1
         return _text(500, "Internal Server Error")
     try:
         transcode_id, n = int(request.match_info["transcode"]), int(request.match_info["n"])
@@ -156,6 +156,8 @@ async def live(request: web.Request) -> web.StreamResponse:
     channel = _channel(request.query)
     if channel is None:
         return _text(404, "Channel not found")
+    if request.method == "HEAD":  # headers only; no tuner is tuned for a HEAD
+        return web.Response(headers={"Content-Type": TS})
     sid = stream_sid(request.query)
     shift = state.timeshifts.get(sid or "")
     if shift is not None and shift.channel.oid == channel.oid:
@@ -177,7 +179,12 @@ async def _pump_channel(request: web.Request, state: EmulatorState, handle: Live
     cfg, feeds, channel = state.config, state.feeds, handle.channel
     resp = web.StreamResponse(headers={"Content-Type": TS, "Cache-Control": "no-cache"})
     await resp.prepare(request)
-    sock = request.transport.get_extra_info("socket") if request.transport else None
+    transport = request.transport
+    if transport is None:
+        return resp
+    # small buffers, so a reader that stops is noticed after seconds of media, not minutes
+    transport.set_write_buffer_limits(high=cfg.write_chunk)
+    sock = transport.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, cfg.live_send_buffer)
@@ -189,9 +196,9 @@ async def _pump_channel(request: web.Request, state: EmulatorState, handle: Live
             airs, duration = feeds.airs_at(channel, index), feeds.duration(channel)
             for offset in range(0, len(data), cfg.write_chunk):
                 if cfg.realtime:
-                    await _nap(handle.wake, airs + duration * offset / len(data) - time.monotonic())
+                    await _pace(handle, transport, airs + duration * offset / len(data))
                 await state.faults.wait_out_stall()
-                if not handle.is_open():
+                if not handle.is_open() or transport.is_closing():
                     return resp
                 try:
                     async with asyncio.timeout(cfg.live_expiry) as timer:
@@ -204,6 +211,15 @@ async def _pump_channel(request: web.Request, state: EmulatorState, handle: Live
                     handle.renew = None
             index += 1
     return resp
+
+
+async def _pace(handle: LiveHandle, transport: asyncio.BaseTransport, due: float) -> None:
+    """Wait until ``due`` (monotonic), in slices, so a client that hung up frees its tuner soon."""
+    while handle.is_open() and not transport.is_closing():
+        left = due - time.monotonic()
+        if left <= 0:
+            return
+        await _nap(handle.wake, min(left, DISCONNECT_CHECK))
 
 
 def _renewer(timer: asyncio.Timeout, loop: asyncio.AbstractEventLoop, expiry: float) -> Callable[[], None]:
