@@ -354,8 +354,12 @@ class NextPVRClient:
             raise NextPVRFailed(f"NextPVR refused {method} ({safe_message(env)})", code=env.code)
         return env
 
-    async def channel_list(self, group: str | None = None) -> tuple[Channel, ...]:
-        params = {"group_id": group} if group else {}
+    async def channel_list(self, group: str | None = None, *, extras: bool = False) -> tuple[Channel, ...]:
+        """Channels, optionally of one group. ``extras`` asks for each channel's group
+        memberships (NextPVR sends them only then; in XML at least)."""
+        params: dict[str, ParamValue] = {"group_id": group} if group else {}
+        if extras:
+            params["extras"] = True
         return parse_channels(await self.call("channel.list", params))
 
     async def channel_groups(self) -> tuple[ChannelGroup, ...]:
