@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
@@ -90,6 +91,13 @@ def make_emu(aiohttp_client: Any, library: MediaLibrary) -> MakeEmu:
     return make
 
 
+@web.middleware
+async def from_afar(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Make every request look as if it came from a public address (TEST-NETs count as private)."""
+    response: web.StreamResponse = await handler(request.clone(remote="93.184.216.34"))
+    return response
+
+
 @pytest.fixture
 async def emu(make_emu: MakeEmu) -> Emu:
     e = await make_emu()
@@ -142,6 +150,43 @@ async def test_login_with_a_wrong_pin_fails_at_http_200(make_emu: MakeEmu) -> No
     status, _, body = await e.raw("channel.list", sid=sid)
     assert ET.fromstring(body).find("err").get("code") == "8"  # type: ignore[union-attr]
     assert e.state.counters.logins_failed == 1 and e.state.counters.logins_ok == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "refusal"),
+    [
+        ({"pin": "0000", "refuse_remote_default_pin": True}, "Remote login attempt with default credentials"),
+        ({"remote_access": False}, "Remote access is not enabled"),
+        ({"pin": "0000"}, None),
+    ],
+)
+async def test_remote_login_refusals(
+    aiohttp_client: Any, library: MediaLibrary, settings: dict[str, Any], refusal: str | None
+) -> None:
+    app = create_emulator_app(EmulatorConfig(**settings), library)
+    app.middlewares.append(from_afar)
+    e = Emu(await aiohttp_client(app), app[STATE_KEY])
+    keys = json.loads((await e.raw("session.initiate", format="json"))[2])
+    digest = login_hash(settings.get("pin", "0000"), keys["salt"])
+    answer = json.loads((await e.raw("session.login", sid=keys["sid"], md5=digest, format="json"))[2])
+    if refusal is None:
+        assert answer == {"stat": "ok", "sid": keys["sid"]}
+    else:
+        assert answer["stat"] == "fail" and answer["msg"] == refusal
+
+
+async def test_inferred_behaviours_are_configurable(make_emu: MakeEmu) -> None:
+    e = await make_emu(icons_without_sid=True, json_list_stat=True, delete_unknown_ok=False)
+    status, ctype, _ = await e.raw("channel.icon", channel_id=7181)
+    assert status == 200 and ctype == "image/png"
+    await e.login()
+    assert (await e.json("channel.list"))["stat"] == "ok"
+    assert await e.json("recording.delete", recording_id=424242) == INVALID_ARGS
+    strict = await make_emu(recordings_use_tuners=True, tuners=1)
+    await strict.login()
+    assert strict.state.tuners_in_use == 1  # the recording in progress
+    refused = await strict.json("channel.transcode.initiate", channel_id=7181, profile="720p")
+    assert refused["stat"] == "fail"
 
 
 async def test_services_service_path_is_the_same_api(emu: Emu) -> None:

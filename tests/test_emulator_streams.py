@@ -181,6 +181,9 @@ async def test_live_refusals(make_emu: MakeEmu) -> None:
     async with emu.client.get("/live", params={"channel": "4.9", "sid": emu.sid}) as resp:
         assert resp.status == 404
     assert emu.state.tuners_in_use == 0
+    async with emu.client.head("/live", params={"channeloid": 7181, "sid": emu.sid}) as resp:
+        assert resp.status == 200 and resp.content_type == "video/mp2t"
+    assert emu.state.tuners_in_use == 0
     open_ = await make_emu(require_sid_for_streams=False)
     async with open_.client.get("/live", params={"channeloid": 7181}) as resp:
         assert resp.status == 200

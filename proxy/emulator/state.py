@@ -202,7 +202,7 @@ class EmulatorState:
     # -- recording media ---------------------------------------------------------------------------
     def recording_file(self, rec: Recording) -> SegmentedFile:
         found = self._recording_files.get(rec.id)
-        if found is None or found.channel is not rec.channel:
+        if found is None:
             found = SegmentedFile(self.feeds, rec.channel, 0)
             self._recording_files[rec.id] = found
         return found
