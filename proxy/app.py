@@ -27,7 +27,7 @@ from proxy.lineup.channels import ChannelDirectory
 from proxy.metrics import Metrics
 from proxy.nextpvr.client import NextPVRClient
 from proxy.ts.fanout import LiveTSManager
-from proxy.web import health, live_hls, live_ts
+from proxy.web import health, live_hls, live_ts, recordings
 from proxy.web.middleware import add_cors_headers, error_middleware, observe_middleware, preflight
 
 __all__ = ["create_app"]
@@ -50,6 +50,7 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> 
     health.setup(app)
     live_hls.setup(app)
     live_ts.setup(app)
+    recordings.setup(app)
     app.router.add_route(aiohttp.hdrs.METH_OPTIONS, "/{tail:.*}", preflight)
     return app
 
@@ -70,7 +71,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[SEGMENTS_KEY] = segments
     app[CHANNELS_KEY] = ChannelDirectory(client)
     app[TRANSCODES_KEY] = TranscodeManager(config, client, signer, segments, metrics=metrics)
-    app[TS_KEY] = LiveTSManager(config.ts, live_ts.live_ts_opener(client), metrics=metrics)
+    app[TS_KEY] = LiveTSManager(config.ts, live_ts.live_ts_opener(client, config.ts.upstream_idle_timeout),
+                                metrics=metrics)
     try:
         yield
     finally:

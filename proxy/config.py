@@ -156,6 +156,9 @@ class TSConfig:
     reconnect: bool = True
     #: bytes kept from the last keyframe so a new viewer starts on a decodable picture
     keyframe_cache_bytes: Bytes = 8 * _MIB
+    #: kernel send buffer of a viewer's socket (0: the OS default, which grows to MBs and hides a
+    #: stalled viewer behind kernel memory for minutes)
+    socket_send_buffer: Bytes = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -532,11 +532,19 @@ class NextPVRClient:
             pairs["growing"] = "true"
         return URL(f"{self._base}/live?{_query(pairs)}", encoded=True)
 
-    async def open_stream(self, url: URL, *, headers: Mapping[str, str] | None = None) -> UpstreamStream:
-        """Open a NextPVR stream; 2xx gives an :class:`UpstreamStream`, anything else an error."""
+    async def open_stream(self, url: URL, *, headers: Mapping[str, str] | None = None,
+                          read_timeout: float | None = None) -> UpstreamStream:
+        """Open a NextPVR stream; 2xx gives an :class:`UpstreamStream`, anything else an error.
+
+        ``read_timeout`` replaces ``timeouts.read`` as the longest silence allowed while
+        reading (live TS uses ``ts.upstream_idle_timeout``). There is never a total timeout.
+        """
+        timeout = self._stream_timeout
+        if read_timeout is not None:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout.sock_connect,
+                                            sock_read=read_timeout)
         try:
-            resp = await self._http.get(url, headers=headers, timeout=self._stream_timeout,
-                                        allow_redirects=False)
+            resp = await self._http.get(url, headers=headers, timeout=timeout, allow_redirects=False)
         except TimeoutError as exc:
             raise NextPVRTimeout("NextPVR did not start the stream in time") from exc
         except (aiohttp.ClientError, OSError) as exc:

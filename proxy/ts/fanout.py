@@ -81,7 +81,9 @@ class Viewer:
     def push(self, data: bytes) -> None:
         if self.ended is not None or not data:
             return
-        if self.queued + len(data) > self.limit:
+        # an empty queue takes any single chunk (upstream chunks are at most 64 KiB): a viewer
+        # is slow when data piles up, not when NextPVR sends a burst
+        if self.queued and self.queued + len(data) > self.limit:
             self.end(EndReason.SLOW)
             self._on_overflow(self)
             if self.abort is not None:
@@ -125,12 +127,16 @@ class ChannelStream:
     """The shared upstream connection of one channel and its viewers."""
 
     def __init__(self, channel_id: int, opener: Opener, config: TSConfig, *,
-                 metrics: Metrics | None = None, on_closed: Callable[[ChannelStream], None]) -> None:
+                 metrics: Metrics | None = None, on_closed: Callable[[ChannelStream], None],
+                 on_change: Callable[[], None] = lambda: None) -> None:
         self.channel_id = channel_id
         self._opener = opener
         self._config = config
         self._metrics = metrics
         self._on_closed = on_closed
+        self._on_change = on_change
+        #: viewers disconnected for falling behind, over the stream's life
+        self.slow_disconnects = 0
         self.viewers: set[Viewer] = set()
         self.connections = 0  # upstream connections opened over the stream's life
         self.closed = False
@@ -165,6 +171,7 @@ class ChannelStream:
                 await self._task
         await self._close_body()
         self._on_closed(self)
+        self._on_change()
 
     async def _close_body(self) -> None:
         body, self._body = self._body, None
@@ -190,6 +197,7 @@ class ChannelStream:
             self._start_viewer(viewer, b"".join(self._gop))
         if self._metrics is not None:
             self._metrics.viewers.labels("ts").inc()
+        self._on_change()
         return viewer
 
     def remove_viewer(self, viewer: Viewer) -> None:
@@ -202,6 +210,7 @@ class ChannelStream:
         if not self.viewers and not self.closed:
             loop = asyncio.get_running_loop()
             self._linger = loop.call_later(self._config.linger, self._linger_expired)
+        self._on_change()
 
     def _linger_expired(self) -> None:
         self._linger = None
@@ -213,8 +222,10 @@ class ChannelStream:
     def _overflow(self, viewer: Viewer) -> None:
         log.warning("channel %d: viewer fell more than %d bytes behind; disconnecting it",
                     self.channel_id, viewer.limit)
+        self.slow_disconnects += 1
         if self._metrics is not None:
             self._metrics.slow_viewers.labels("ts").inc()
+        self._on_change()
 
     def _start_viewer(self, viewer: Viewer, data: bytes) -> None:
         pat, pmt = self._analyzer.pat, self._analyzer.pmt
@@ -286,6 +297,12 @@ class ChannelStream:
             packets = self._aligner.feed(chunk)
             if packets:
                 self._dispatch(packets)
+            # a burst of buffered upstream data would otherwise be pushed chunk after chunk
+            # without the viewers' writers getting a turn, and fill every queue at once
+            await asyncio.sleep(0)
+        tail = self._aligner.flush()  # the aligner holds one packet until it sees the next sync byte
+        if tail:
+            self._dispatch(tail)
 
     def _dispatch(self, packets: bytes) -> None:
         keyframes = self._analyzer.scan(packets)
@@ -331,6 +348,17 @@ class LiveTSManager:
         self._streams: dict[int, ChannelStream] = {}
         self._starting: dict[int, asyncio.Future[ChannelStream]] = {}
         self._closing = False
+        self._changed = asyncio.Event()
+
+    def _notify(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds after a viewer or stream changed (bound it with
+        ``asyncio.timeout``)."""
+        while not predicate():
+            await self._changed.wait()
 
     def get(self, channel_id: int) -> ChannelStream | None:
         return self._streams.get(channel_id)
@@ -352,7 +380,8 @@ class LiveTSManager:
                 self._starting[channel_id] = pending
                 try:
                     stream = ChannelStream(channel_id, self._opener_for(channel_id), self._config,
-                                           metrics=self._metrics, on_closed=self._closed)
+                                           metrics=self._metrics, on_closed=self._closed,
+                                           on_change=self._notify)
                     await stream.open()
                 except BaseException as exc:
                     if isinstance(exc, Exception):

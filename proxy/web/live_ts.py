@@ -6,14 +6,16 @@ handler only moves bytes from the viewer's bounded queue to its socket.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 
 from aiohttp import hdrs, web
 
 from proxy.errors import NextPVRFailed
 from proxy.hls.segments import UpstreamBody
-from proxy.keys import CHANNELS_KEY, METRICS_KEY, TS_KEY
+from proxy.keys import CHANNELS_KEY, CONFIG_KEY, METRICS_KEY, TS_KEY
 from proxy.nextpvr.client import NextPVRClient
 from proxy.ts.fanout import Opener
 from proxy.web.live_hls import parse_channel_id
@@ -23,7 +25,7 @@ __all__ = ["live_ts_opener", "serve_live_ts", "setup"]
 _HEADERS = {hdrs.CACHE_CONTROL: "no-store", hdrs.CONTENT_TYPE: "video/mp2t"}
 
 
-def live_ts_opener(client: NextPVRClient) -> Callable[[int], Opener]:
+def live_ts_opener(client: NextPVRClient, idle_timeout: float) -> Callable[[int], Opener]:
     """Opens ``/live?channeloid=`` with the main session; logs in again once when NextPVR
     refuses the stream with a 500 (its answer to a sid it no longer knows, see I-J46)."""
 
@@ -32,13 +34,24 @@ def live_ts_opener(client: NextPVRClient) -> Callable[[int], Opener]:
             sid = await client.session.sid()
             client_id = client.new_client_id()
             try:
-                return await client.open_stream(client.live_stream_url(channel_id, sid, client_id))
+                return await client.open_stream(client.live_stream_url(channel_id, sid, client_id),
+                                                read_timeout=idle_timeout)
             except NextPVRFailed:
                 sid = await client.session.relogin(sid)
-                return await client.open_stream(client.live_stream_url(channel_id, sid, client_id))
+                return await client.open_stream(client.live_stream_url(channel_id, sid, client_id),
+                                                read_timeout=idle_timeout)
         return open_stream
 
     return opener_for
+
+
+def limit_send_buffer(transport: asyncio.BaseTransport, size: int) -> None:
+    """Cap the kernel's send buffer so a stalled viewer shows up in our own queue (and is
+    disconnected) instead of parking megabytes in kernel memory."""
+    sock = transport.get_extra_info("socket")
+    if size and sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 async def serve_live_ts(request: web.Request, channel_id: int) -> web.StreamResponse:
@@ -48,6 +61,7 @@ async def serve_live_ts(request: web.Request, channel_id: int) -> web.StreamResp
     transport = request.transport
     if transport is not None:
         viewer.abort = transport.abort
+        limit_send_buffer(transport, request.app[CONFIG_KEY].ts.socket_send_buffer)
     try:
         resp = web.StreamResponse(headers=_HEADERS)
         await resp.prepare(request)
