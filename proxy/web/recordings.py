@@ -1,0 +1,208 @@
+"""Recordings: ``GET/HEAD /recordings/{id}`` (MPEG-TS with ranges) and ``GET /recordings/{id}.m3u8`` (HLS).
+
+``/recordings/{id}`` serves the recording NextPVR has under that id:
+
+- **From disk** when ``recordings.path_map`` maps the file NextPVR reports to a local
+  file (:class:`~proxy.recordings.files.RecordingFiles`: never outside the folder) and the
+  recording is complete. Ranges are answered here (``proxy/web/local_file.py``).
+- **From NextPVR** (``/live?recording=``) otherwise, including when the mapped file is
+  missing or refused. The client's ``Range`` is normalised and forwarded; NextPVR's status
+  (200/206/416), ``Content-Length``, ``Content-Range`` and ``Accept-Ranges`` are relayed.
+- **Growing** (status RECORDING): always from NextPVR with ``growing=true``; no
+  ``Content-Length`` reaches the client and bytes keep coming as NextPVR appends them.
+  Only ``bytes=N-`` can be honoured on a file whose end is unknown, so it is the only
+  range forwarded (NextPVR answers 206 ``bytes N-M/*``, M its current end, and goes on
+  past M); ``bytes=N-M`` and suffixes are ignored as ``parse_range(header, None)`` says
+  (200 from byte 0, RFC 9110 lets a server ignore Range). A start beyond the current end
+  is NextPVR's 416 with its current size: the client may retry once more is recorded.
+
+Recordings with no media yet (pending, conflict) are 404 without asking for a stream.
+Lookups (``recording.list&recording_id=``) are remembered for a few seconds, because a
+seeking player sends a burst of range requests for one recording.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiohttp import hdrs, web
+from cachetools import TTLCache
+
+from proxy.errors import NextPVRFailed, ProxyError, RangeNotSatisfiable, RecordingNotFound
+from proxy.hls.transcode import TranscodeKey
+from proxy.keys import CLIENT_KEY, CONFIG_KEY, METRICS_KEY
+from proxy.nextpvr.client import NextPVRClient, UpstreamStream
+from proxy.nextpvr.models import Recording, RecordingStatus
+from proxy.recordings.files import RecordingFiles
+from proxy.recordings.ranges import parse_range
+from proxy.web.live_hls import profile_of, serve_transcode_playlist
+from proxy.web.local_file import TS_TYPE, send_local_file
+
+__all__ = ["RECORDINGS_KEY", "RecordingLookup", "Recordings", "setup", "upstream_range"]
+
+log = logging.getLogger("proxy.recordings")
+
+#: a finished recording never changes (it can only be deleted)
+COMPLETE_CACHE_CONTROL = "private, max-age=3600"
+GROWING_CACHE_CONTROL = "no-store"
+_NO_MEDIA = (RecordingStatus.PENDING, RecordingStatus.CONFLICT)
+#: larger than any file, for checking a Range header's shape without knowing the size
+_ANY_SIZE = 2**62
+_UPSTREAM_PASS = (hdrs.CONTENT_RANGE, hdrs.ACCEPT_RANGES, hdrs.LAST_MODIFIED, hdrs.ETAG)
+
+
+class RecordingLookup:
+    """``recording_get`` remembered for ``ttl`` seconds (bounded by ``maxsize`` ids).
+
+    A stale entry is harmless: a recording that finished up to ``ttl`` ago is still
+    streamed as growing (NextPVR then just ends the body with the file).
+    """
+
+    def __init__(self, client: NextPVRClient, *, ttl: float = 5.0, maxsize: int = 256) -> None:
+        self._client = client
+        self._cache: TTLCache[int, Recording] = TTLCache(maxsize=maxsize, ttl=ttl)
+
+    async def get(self, recording_id: int) -> Recording:
+        rec = self._cache.get(recording_id)
+        if rec is None:
+            rec = await self._client.recording_get(recording_id)
+            self._cache[recording_id] = rec
+        return rec
+
+
+@dataclass(frozen=True, slots=True)
+class Recordings:
+    lookup: RecordingLookup
+    files: RecordingFiles
+
+
+RECORDINGS_KEY = web.AppKey("recordings", Recordings)
+
+
+def _recording_id(request: web.Request) -> int:
+    # the route only matches 1-10 digits
+    return int(request.match_info["recording_id"])
+
+
+async def _find(request: web.Request, recording_id: int) -> Recording:
+    rec = await request.app[RECORDINGS_KEY].lookup.get(recording_id)
+    if rec.status in _NO_MEDIA:
+        raise RecordingNotFound(f"recording {recording_id} has no media yet ({rec.status.value})")
+    return rec
+
+
+def upstream_range(header: str | None, *, growing: bool) -> str | None:
+    """The ``Range`` to send NextPVR for the client's ``header``, normalised; None: send none.
+
+    Whatever :func:`parse_range` would ignore is not forwarded either, so NextPVR and the
+    disk path answer the same header the same way.
+    """
+    if header is None:
+        return None
+    try:
+        wanted = parse_range(header, None if growing else _ANY_SIZE)
+    except RangeNotSatisfiable:
+        # ``bytes=-0`` or an absurd start: only NextPVR knows the size a 416 must name
+        return header.strip()
+    if wanted is None:
+        return None
+    if wanted.is_open:
+        return f"bytes={wanted.start}-"
+    if wanted.end < _ANY_SIZE - 1:
+        return f"bytes={wanted.start}-{wanted.end}"
+    # runs to the end: ``bytes=N-``, or a suffix, whose start moves with the size
+    bigger = parse_range(header, 2 * _ANY_SIZE)
+    if bigger is not None and bigger.start != wanted.start:
+        return f"bytes=-{_ANY_SIZE - wanted.start}"
+    return f"bytes={wanted.start}-"
+
+
+async def _open_upstream(client: NextPVRClient, rec: Recording, range_header: str | None) -> UpstreamStream:
+    """``/live?recording=`` with the main session; logs in again once when NextPVR refuses the
+    stream with a 500 (its answer to a sid it no longer knows, nextpvr-api.md I-J46)."""
+    headers: dict[str, str] | None = {hdrs.RANGE: range_header} if range_header is not None else None
+    sid = await client.session.sid()
+    client_id = client.new_client_id()
+    try:
+        return await client.open_stream(
+            client.recording_stream_url(rec.id, sid, client_id, growing=rec.growing), headers=headers)
+    except NextPVRFailed:
+        sid = await client.session.relogin(sid)
+        return await client.open_stream(
+            client.recording_stream_url(rec.id, sid, client_id, growing=rec.growing), headers=headers)
+
+
+async def _relay(request: web.Request, stream: UpstreamStream, *, growing: bool) -> web.StreamResponse:
+    metrics = request.app.get(METRICS_KEY)
+    cache_control = GROWING_CACHE_CONTROL if growing else COMPLETE_CACHE_CONTROL
+    async with stream:
+        resp = web.StreamResponse(status=stream.status, headers={hdrs.CACHE_CONTROL: cache_control})
+        for header in _UPSTREAM_PASS:
+            value = stream.headers.get(header)
+            if value is not None:
+                resp.headers[header] = value
+        if not growing:
+            # NextPVR serves finished recordings with ranges even where it does not say so
+            resp.headers.setdefault(hdrs.ACCEPT_RANGES, "bytes")
+            if stream.content_length is not None:
+                resp.content_length = stream.content_length
+        resp.content_type = TS_TYPE
+        await resp.prepare(request)
+        if request.method == hdrs.METH_HEAD:
+            return resp
+        if metrics is not None:
+            metrics.upstream_streams.labels("recording").inc()
+            metrics.viewers.labels("recording").inc()
+        try:
+            async for chunk in stream.iter_chunks():
+                await resp.write(chunk)
+                if metrics is not None:
+                    metrics.sent_bytes.labels("recording").inc(len(chunk))
+                    metrics.received_bytes.labels("recording").inc(len(chunk))
+        except ProxyError as exc:
+            # headers are out: cut the connection so the client sees a truncated body, not a short one
+            log.info("recording stream broke mid-body (%s); closing the client connection", exc.message)
+            if metrics is not None:
+                metrics.errors.labels(exc.reason).inc()
+            if request.transport is not None:
+                request.transport.abort()
+            return resp
+        finally:
+            if metrics is not None:
+                metrics.upstream_streams.labels("recording").dec()
+                metrics.viewers.labels("recording").dec()
+        await resp.write_eof()
+        return resp
+
+
+async def recording_stream(request: web.Request) -> web.StreamResponse:
+    rec = await _find(request, _recording_id(request))
+    files = request.app[RECORDINGS_KEY].files
+    if files.enabled and rec.file and rec.status is RecordingStatus.READY:
+        path = await files.resolve_async(rec.file)
+        if path is not None:
+            resp = await send_local_file(request, path, cache_control=COMPLETE_CACHE_CONTROL)
+            if resp is not None:
+                return resp
+    range_header = upstream_range(request.headers.get(hdrs.RANGE), growing=rec.growing)
+    stream = await _open_upstream(request.app[CLIENT_KEY], rec, range_header)
+    return await _relay(request, stream, growing=rec.growing)
+
+
+async def recording_playlist(request: web.Request) -> web.Response:
+    config = request.app[CONFIG_KEY]
+    profile = profile_of(request, config.recordings.hls_profile)
+    rec = await _find(request, _recording_id(request))  # 404 before any transcode is started
+    return await serve_transcode_playlist(request, TranscodeKey("recording", rec.id, profile))
+
+
+async def _start(app: web.Application) -> None:
+    app[RECORDINGS_KEY] = Recordings(RecordingLookup(app[CLIENT_KEY]),
+                                     RecordingFiles(app[CONFIG_KEY].recordings.path_map))
+
+
+def setup(app: web.Application) -> None:
+    app.on_startup.append(_start)
+    app.router.add_get(r"/recordings/{recording_id:\d{1,10}}.m3u8", recording_playlist)
+    app.router.add_get(r"/recordings/{recording_id:\d{1,10}}", recording_stream)
