@@ -1,0 +1,221 @@
+"""What players are pointed at: ``/playlist.m3u``, ``/epg.xml``, ``/icons/{id}``, ``/recordings.m3u``.
+
+Every URL these documents contain is absolute: from ``server.public_base_url`` when it is
+configured, else from the request's ``Host`` (and ``X-Forwarded-Proto``/``X-Forwarded-Host``
+only with ``server.trust_forwarded_headers``, since anyone can send them). A client that
+fetched a playlist with ``?api_key=`` gets the same key on every URL inside it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+from aiohttp import hdrs, web
+
+from proxy.errors import BadRequest, NotFound, ServiceUnavailable
+from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY
+from proxy.lineup.groups import ChannelGroups
+from proxy.lineup.guide import GuideCache
+from proxy.lineup.icons import IconCache
+from proxy.lineup.m3u import StreamFormat, channel_playlist, recordings_playlist
+from proxy.nextpvr.models import RecordingStatus
+from proxy.web.live_hls import parse_channel_id
+
+__all__ = [
+    "GROUPS_KEY",
+    "GUIDE_KEY",
+    "ICONS_KEY",
+    "api_key_query",
+    "etag_matches",
+    "public_base",
+    "setup",
+]
+
+GUIDE_KEY = web.AppKey("guide", GuideCache)
+ICONS_KEY = web.AppKey("icons", IconCache)
+GROUPS_KEY = web.AppKey("channel_groups", ChannelGroups)
+
+M3U_TYPE = "audio/x-mpegurl"
+_ICON_CACHE_CONTROL = "public, max-age=86400"
+#: the guide changes about hourly; clients revalidate (cheap with ETag) instead of guessing
+_GUIDE_CACHE_CONTROL = "no-cache"
+_GUIDE_RETRY_AFTER = "10"
+_HOST = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+_MAX_ETAGS = 32
+
+
+def _first(value: str | None) -> str:
+    """The first (client-nearest) entry of a comma-separated forwarding header."""
+    return (value or "").split(",")[0].strip()
+
+
+def public_base(request: web.Request) -> str:
+    """The proxy's absolute URL as the client reaches it, without a trailing slash."""
+    server = request.app[CONFIG_KEY].server
+    if server.public_base_url:
+        return server.public_base_url.rstrip("/")
+    scheme, host = request.scheme, request.host
+    if server.trust_forwarded_headers:
+        proto = _first(request.headers.get("X-Forwarded-Proto")).lower()
+        if proto:
+            if proto not in ("http", "https"):
+                raise BadRequest("X-Forwarded-Proto must be http or https", field="X-Forwarded-Proto")
+            scheme = proto
+        forwarded_host = _first(request.headers.get("X-Forwarded-Host"))
+        if forwarded_host:
+            if not _HOST.fullmatch(forwarded_host):
+                raise BadRequest("X-Forwarded-Host is not a host name", field="X-Forwarded-Host")
+            host = forwarded_host
+    if not _HOST.fullmatch(host):
+        raise BadRequest("the Host header is not a host name", field="Host")
+    return f"{scheme}://{host}"
+
+
+def api_key_query(request: web.Request) -> str:
+    key = request.query.get("api_key")
+    return f"?api_key={quote(key, safe='')}" if key else ""
+
+
+def etag_matches(request: web.Request, *etags: str) -> bool:
+    """If-None-Match (weak comparison, RFC 9110 13.1.2) against any of ``etags``."""
+    header = request.headers.get(hdrs.IF_NONE_MATCH)
+    if not header:
+        return False
+    wanted = {e.removeprefix("W/") for e in etags}
+    for candidate in header.split(",")[:_MAX_ETAGS]:
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") in wanted:
+            return True
+    return False
+
+
+def _not_modified_since(request: web.Request, last_modified: float) -> bool:
+    if hdrs.IF_NONE_MATCH in request.headers:
+        return False  # RFC 9110 13.1.3: If-None-Match wins
+    header = request.headers.get(hdrs.IF_MODIFIED_SINCE)
+    if not header:
+        return False
+    try:
+        since = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return False
+    return since.tzinfo is not None and int(last_modified) <= since.timestamp()
+
+
+def accepts_gzip(request: web.Request) -> bool:
+    """Accept-Encoding names gzip (or ``*``) with a q-value above zero."""
+    verdict: dict[str, bool] = {}
+    for item in request.headers.get(hdrs.ACCEPT_ENCODING, "").split(",")[:_MAX_ETAGS]:
+        name, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        verdict[name.strip().lower()] = q > 0
+    if "gzip" in verdict:
+        return verdict["gzip"]
+    return verdict.get("*", False)
+
+
+def stream_format(request: web.Request) -> StreamFormat:
+    value = request.query.get("format", request.app[CONFIG_KEY].guide.default_stream_format)
+    if value == "hls":
+        return "hls"
+    if value == "ts":
+        return "ts"
+    raise BadRequest("format must be hls or ts", field="format")
+
+
+async def playlist_m3u(request: web.Request) -> web.Response:
+    fmt = stream_format(request)
+    base, query = public_base(request), api_key_query(request)
+    channels = await request.app[CHANNELS_KEY].channels()
+    groups = await request.app[GROUPS_KEY].memberships()
+    text = channel_playlist(channels, groups, base=base, fmt=fmt, query=query)
+    return web.Response(text=text, content_type=M3U_TYPE, charset="utf-8",
+                        headers={hdrs.CACHE_CONTROL: "no-cache"})
+
+
+async def recordings_m3u(request: web.Request) -> web.Response:
+    base, query = public_base(request), api_key_query(request)
+    recordings = await request.app[CLIENT_KEY].recording_list("ready")
+    ready = [r for r in recordings if r.status is RecordingStatus.READY]
+    text = recordings_playlist(ready, base=base, query=query)
+    return web.Response(text=text, content_type=M3U_TYPE, charset="utf-8",
+                        headers={hdrs.CACHE_CONTROL: "no-cache"})
+
+
+async def epg_xml(request: web.Request) -> web.StreamResponse:
+    guide = request.app[GUIDE_KEY]
+    document = guide.document
+    if document is None:
+        why = f" (last attempt: {guide.last_error})" if guide.last_error else ""
+        raise ServiceUnavailable(f"The guide is still being built{why}; try again shortly.",
+                                 headers={"Retry-After": _GUIDE_RETRY_AFTER})
+    rendition = await document.rendition(public_base(request), api_key_query(request))
+    gzip = accepts_gzip(request)
+    headers = {
+        hdrs.ETAG: rendition.gzip_etag if gzip else rendition.etag,
+        hdrs.LAST_MODIFIED: email.utils.formatdate(int(document.built_at), usegmt=True),
+        hdrs.CACHE_CONTROL: _GUIDE_CACHE_CONTROL,
+        hdrs.VARY: "Accept-Encoding",
+    }
+    if etag_matches(request, rendition.etag, rendition.gzip_etag) or _not_modified_since(
+            request, document.built_at):
+        return web.Response(status=304, headers=headers)
+    resp = web.StreamResponse(headers=headers)
+    resp.content_type = "application/xml"
+    resp.charset = "utf-8"
+    if gzip:
+        parts: tuple[bytes, ...] = document.gzip_parts(rendition)
+        resp.headers[hdrs.CONTENT_ENCODING] = "gzip"
+    else:
+        parts = (rendition.head, document.body)
+    resp.content_length = sum(len(p) for p in parts)
+    await resp.prepare(request)
+    if request.method != hdrs.METH_HEAD:
+        for part in parts:
+            await resp.write(part)
+    await resp.write_eof()
+    return resp
+
+
+async def icon(request: web.Request) -> web.Response:
+    channel_id = parse_channel_id(request.match_info["channel_id"], "channel_id")
+    channel = await request.app[CHANNELS_KEY].get(channel_id)
+    found = await request.app[ICONS_KEY].get(channel_id) if channel.has_icon else None
+    if found is None:
+        raise NotFound(f"NextPVR has no icon for channel {channel_id}")
+    headers = {hdrs.ETAG: found.etag, hdrs.CACHE_CONTROL: _ICON_CACHE_CONTROL}
+    if etag_matches(request, found.etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=found.body, content_type=found.content_type, headers=headers)
+
+
+async def _lineup_services(app: web.Application) -> AsyncIterator[None]:
+    config, client, directory = app[CONFIG_KEY], app[CLIENT_KEY], app[CHANNELS_KEY]
+    guide = GuideCache(channels=directory.channels, listings=client.channel_listings,
+                       days=config.guide.days, refresh_interval=config.guide.refresh_interval)
+    app[GUIDE_KEY] = guide
+    app[ICONS_KEY] = IconCache(client, max_bytes=config.guide.icon_cache_bytes)
+    app[GROUPS_KEY] = ChannelGroups(client)
+    guide.start()
+    try:
+        yield
+    finally:
+        await guide.close()
+
+
+def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(_lineup_services)
+    app.router.add_get("/playlist.m3u", playlist_m3u)
+    app.router.add_get("/recordings.m3u", recordings_m3u)
+    app.router.add_get("/epg.xml", epg_xml)
+    app.router.add_get("/icons/{channel_id}", icon)
