@@ -594,6 +594,7 @@ async def test_each_segment_uri_style_resolves(make_emu: MakeEmu, style: str) ->
                 assert body[0] == 0x47 and len(body) % 188 == 0
             fetched += 1
     assert e.state.counters.segment_requests == fetched
+    assert sum(e.state.segment_fetches.values()) == fetched
 
 
 async def test_a_later_transcode_starts_later_in_the_channel(make_emu: MakeEmu) -> None:
@@ -715,6 +716,23 @@ async def test_playlist_faults_garbage_500_and_dead_transcoder(emu: Emu) -> None
     emu.state.faults.fail_500("any", 1)
     assert (await emu.raw("setting.list", sid=emu.sid))[0] == 500
     assert emu.state.faults.injected == 4
+
+
+async def test_fault_slow_api(emu: Emu) -> None:
+    async with emu.client.post("/_emulator/faults", json={"slow_api": {"seconds": 0.3, "count": 1}}) as resp:
+        assert (await resp.json())["slow_api"] == {"count": 1, "seconds": 0.3, "method": None}
+    started = time.monotonic()
+    assert (await emu.json("channel.groups"))["groups"]
+    assert time.monotonic() - started >= 0.3
+    emu.state.faults.slow_api(0.3, method="channel.groups")
+    started = time.monotonic()
+    assert (await emu.json("channel.list"))["channels"]  # another method does not use it up
+    assert time.monotonic() - started < 0.3
+    assert (await emu.json("channel.groups"))["groups"]
+    assert time.monotonic() - started >= 0.3
+    started = time.monotonic()
+    assert (await emu.json("channel.groups"))["groups"]
+    assert time.monotonic() - started < 0.3
 
 
 async def test_config_rejects_nonsense() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import logging
 import time
 from collections.abc import Mapping
 
@@ -18,13 +17,12 @@ from multidict import MultiDict
 
 from proxy.emulator import api_channels, api_recordings, api_transcode
 from proxy.emulator.call import Call, Handler
+from proxy.emulator.connections import abortable, nap
 from proxy.emulator.faults import FaultKind
-from proxy.emulator.render import ApiError, Reply, el, leaf, render, render_error, wants_json
+from proxy.emulator.render import ApiError, Reply, el, invalid_args, leaf, render, render_error, wants_json
 from proxy.emulator.state import STATE_KEY
 
 __all__ = ["METHODS", "PUBLIC_METHODS", "service"]
-
-log = logging.getLogger("proxy.emulator")
 
 VERSION = 70103
 READABLE_VERSION = "7.1.3"
@@ -287,25 +285,26 @@ async def service(request: web.Request) -> web.StreamResponse:
         state.counters.playlist_requests += 1
     if state.faults.take_500(kind):
         return web.Response(status=500, text="Internal Server Error\n")
+    if kind == "api" and (delay := state.faults.take_slow_api(method)):
+        with abortable(state, request) as aborted:
+            if await nap(aborted, delay):
+                return web.Response(status=500, text="Internal Server Error\n")
     as_json = wants_json(request)
     if handler is None:
         return render_error(
             ApiError(state.config.unknown_method_code, state.config.unknown_method_message), as_json
         )
-    call = Call(request, state, params, as_json, method)
-    if method not in PUBLIC_METHODS and not (method == "channel.icon" and state.config.icons_without_sid):
-        call.session = state.session(params.get("sid"))
-        if call.session is None:
-            state.counters.code8 += 1
-            return render_error(ApiError(8, state.config.code8_message), as_json)
-    else:
-        call.session = state.session(params.get("sid"))
+    call = Call(request, state, params, as_json, method, state.session(params.get("sid")))
+    public = method in PUBLIC_METHODS or (method == "channel.icon" and state.config.icons_without_sid)
+    if call.session is None and not public:
+        state.counters.code8 += 1
+        return render_error(ApiError(8, state.config.code8_message), as_json)
     try:
         result = await handler(call)
     except ApiError as error:
         return render_error(error, as_json)
-    except OverflowError:
-        return render_error(ApiError(2, "Invalid Args.", "Failed"), as_json)
+    except OverflowError:  # the bounded recording and rule tables are full
+        return render_error(invalid_args(), as_json)
     if isinstance(result, web.StreamResponse):
         return result
     return render(result, as_json)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +39,9 @@ class Faults:
         self.garbage_playlists = 0
         self.stall_live_until = 0.0
         self.transcode_die = 0
+        self.slow_api_count = 0
+        self.slow_api_seconds = 0.0
+        self.slow_api_method: str | None = None
 
     # -- arming ------------------------------------------------------------------------------------
     def fail_500(self, kind: FaultKind, count: int = 1) -> None:
@@ -67,6 +69,18 @@ class Faults:
             raise ValueError("seconds must be >= 0")
         self.stall_live_until = max(self.stall_live_until, time.monotonic() + seconds)
 
+    def slow_api(self, seconds: float, count: int = 1, *, method: str | None = None) -> None:
+        """The next N API answers (/service methods other than playlists and segments) wait ``seconds``.
+
+        With ``method``, only calls of that method count, so a client's background calls cannot
+        use the fault up.
+        """
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        self.slow_api_count += _count(count)
+        self.slow_api_seconds = float(seconds)
+        self.slow_api_method = method.lower() if method else None
+
     def kill_next_transcodes(self, count: int = 1) -> None:
         """The transcoder of the next N initiates dies: status answers stat=fail."""
         self.transcode_die += _count(count)
@@ -81,6 +95,7 @@ class Faults:
             "garbage_playlists",
             "stall_live",
             "kill_transcodes",
+            "slow_api",
         }
         if unknown:
             raise ValueError(f"unknown faults: {', '.join(sorted(unknown))}")
@@ -106,6 +121,11 @@ class Faults:
             self.stall_live(float(spec["stall_live"]))
         if "kill_transcodes" in spec:
             self.kill_next_transcodes(int(spec["kill_transcodes"]))
+        if "slow_api" in spec:
+            slow_api = spec["slow_api"]
+            self.slow_api(
+                float(slow_api["seconds"]), int(slow_api.get("count", 1)), method=slow_api.get("method")
+            )
 
     # -- consuming ---------------------------------------------------------------------------------
     def take_500(self, kind: FaultKind) -> bool:
@@ -130,6 +150,14 @@ class Faults:
             return self.slow
         return None
 
+    def take_slow_api(self, method: str) -> float:
+        """Seconds to hold this API answer back (0: none)."""
+        if self.slow_api_count > 0 and self.slow_api_method in (None, method):
+            self.slow_api_count -= 1
+            self.injected += 1
+            return self.slow_api_seconds
+        return 0.0
+
     def take_garbage(self) -> bool:
         if self.garbage_playlists > 0:
             self.garbage_playlists -= 1
@@ -147,11 +175,6 @@ class Faults:
     def stall_remaining(self) -> float:
         return max(0.0, self.stall_live_until - time.monotonic())
 
-    async def wait_out_stall(self) -> None:
-        """Sleep while /live is stalled; the stall can be extended while we sleep."""
-        while (left := self.stall_remaining()) > 0:  # noqa: ASYNC110 - a deadline, not an event
-            await asyncio.sleep(left)
-
     def snapshot(self) -> dict[str, Any]:
         return {
             "http_500": {k: v for k, v in self.http_500.items() if v},
@@ -164,6 +187,11 @@ class Faults:
             "garbage_playlists": self.garbage_playlists,
             "stall_live_seconds": round(self.stall_remaining(), 3),
             "kill_transcodes": self.transcode_die,
+            "slow_api": {
+                "count": self.slow_api_count,
+                "seconds": self.slow_api_seconds,
+                "method": self.slow_api_method,
+            },
             "injected": self.injected,
         }
 

@@ -78,6 +78,7 @@ def playlist_text(state: EmulatorState, t: Transcode, request: web.Request) -> s
 
 def segment_bytes(state: EmulatorState, sid: str | None, transcode_id: int, n: int) -> bytes | None:
     """Segment ``n`` of the sid's transcode ``transcode_id``; None if it is gone or not (yet) there."""
+    state.count_segment_fetch(transcode_id, n)
     t = state.transcodes.get(sid or "")
     if t is None or t.dead or t.id != transcode_id or n < 0:
         return None

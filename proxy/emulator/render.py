@@ -15,8 +15,10 @@ __all__ = [
     "Node",
     "Reply",
     "el",
+    "invalid_args",
     "leaf",
     "render",
+    "render_error",
     "wants_json",
     "xml_text",
 ]

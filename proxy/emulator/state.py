@@ -32,6 +32,7 @@ log = logging.getLogger("proxy.emulator")
 #: bounded histories kept for tests and benchmarks
 MAX_SID_HISTORY = 100_000
 MAX_TRANSCODE_HISTORY = 1000
+MAX_SEGMENT_KEYS = 20_000
 
 
 @dataclass(slots=True)
@@ -164,6 +165,8 @@ class EmulatorState:
         self.live: dict[int, LiveHandle] = {}
         self.issued_sids: deque[str] = deque(maxlen=MAX_SID_HISTORY)
         self.transcode_history: deque[Transcode] = deque(maxlen=MAX_TRANSCODE_HISTORY)
+        #: requests per transcode segment, keyed "<transcode id>/<n>" (the newest MAX_SEGMENT_KEYS)
+        self.segment_fetches: OrderedDict[str, int] = OrderedDict()
         #: abort() of every open media response (live, recordings, segments), for restart()
         self.connections: dict[int, Callable[[], None]] = {}
         self._recording_files: dict[int, SegmentedFile] = {}
@@ -194,6 +197,13 @@ class EmulatorState:
             self.counters.tuner_refusals += 1
         self.changed()
         return lease
+
+    def count_segment_fetch(self, transcode_id: int, n: int) -> None:
+        key = f"{transcode_id}/{n}"
+        self.segment_fetches[key] = self.segment_fetches.get(key, 0) + 1
+        self.segment_fetches.move_to_end(key)
+        if len(self.segment_fetches) > MAX_SEGMENT_KEYS:
+            self.segment_fetches.popitem(last=False)
 
     def next_id(self) -> int:
         self._ids += 1
@@ -408,6 +418,7 @@ class EmulatorState:
             "sessions": len(self.sessions),
             "issued_sids": list(self.issued_sids),
             "transcodes": [t.timing() for t in self.transcode_history],
+            "segment_fetches": dict(self.segment_fetches),
             "faults": self.faults.snapshot(),
         }
 

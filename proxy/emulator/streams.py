@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
-import struct
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
 from proxy.emulator.call import stream_sid
+from proxy.emulator.connections import abortable, nap, reset_connection
 from proxy.emulator.data import Channel, channel_by_number, channel_by_oid
 from proxy.emulator.feeds import SegmentedFile
 from proxy.emulator.hls import segment_bytes
@@ -25,8 +24,6 @@ from proxy.emulator.recordings import Recording
 from proxy.emulator.state import STATE_KEY, EmulatorState, LiveHandle, Timeshift
 
 __all__ = ["live", "parse_range", "send_segment", "stream_file", "transcode_segment"]
-
-log = logging.getLogger("proxy.emulator")
 
 NO_TUNER = "No tuner was available for the requested channel."
 TS = "video/mp2t"
@@ -38,55 +35,6 @@ DISCONNECT_CHECK = 0.2
 
 def _text(status: int, text: str) -> web.Response:
     return web.Response(status=status, text=text + "\n")
-
-
-def _reset(request: web.Request) -> Callable[[], None]:
-    """Abort the connection with a TCP reset, as a crashing or restarting server would."""
-
-    def abort() -> None:
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-
-    return abort
-
-
-@contextlib.contextmanager
-def _registered(
-    state: EmulatorState, request: web.Request, owner: dict[int, Callable[[], None]] | None = None
-) -> Iterator[asyncio.Event]:
-    """Make the response abortable by restart() (and by ``owner``); the event is set once aborted."""
-    wake = asyncio.Event()
-    reset = _reset(request)
-
-    def abort() -> None:
-        wake.set()
-        reset()
-
-    key = state.next_id()
-    state.connections[key] = abort
-    if owner is not None:
-        owner[key] = abort
-    try:
-        yield wake
-    finally:
-        state.connections.pop(key, None)
-        if owner is not None:
-            owner.pop(key, None)
-
-
-async def _nap(wake: asyncio.Event, seconds: float) -> bool:
-    """Sleep, unless the stream is aborted first; True when it was."""
-    if seconds > 0 and not wake.is_set():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await wake.wait()
-    return wake.is_set()
 
 
 def _stream_auth_failed(state: EmulatorState, request: web.Request) -> bool:
@@ -102,18 +50,18 @@ async def send_segment(request: web.Request, state: EmulatorState, body: bytes) 
         return web.Response(body=body, content_type=TS)
     resp = web.StreamResponse(headers={"Content-Type": TS})
     resp.content_length = len(body)
-    with _registered(state, request) as aborted, contextlib.suppress(ConnectionError):
-        if slow is not None and await _nap(aborted, slow.delay):
+    with abortable(state, request) as aborted, contextlib.suppress(ConnectionError):
+        if slow is not None and await nap(aborted, slow.delay):
             return resp
         await resp.prepare(request)
         if reset:
             await resp.write(body[: len(body) // 2])
-            _reset(request)()
+            reset_connection(request)()
             return resp
         assert slow is not None
         step = len(body) if slow.bytes_per_second is None else max(1, int(slow.bytes_per_second * SLOW_TICK))
         for offset in range(0, len(body), step):
-            if offset and await _nap(aborted, SLOW_TICK):
+            if offset and await nap(aborted, SLOW_TICK):
                 return resp
             await resp.write(body[offset : offset + step])
         await resp.write_eof()
@@ -165,7 +113,7 @@ async def live(request: web.Request) -> web.StreamResponse:
     lease = state.acquire_tuner(channel, share=state.config.share_tuners)
     if lease is None:
         return _text(404, NO_TUNER)
-    handle = LiveHandle(state.next_id(), channel, lease, time.monotonic(), _reset(request), sid=sid)
+    handle = LiveHandle(state.next_id(), channel, lease, time.monotonic(), reset_connection(request), sid=sid)
     state.live[handle.id] = handle
     state.counters.live_opened += 1
     state.changed()
@@ -197,7 +145,7 @@ async def _pump_channel(request: web.Request, state: EmulatorState, handle: Live
             for offset in range(0, len(data), cfg.write_chunk):
                 if cfg.realtime:
                     await _pace(handle, transport, airs + duration * offset / len(data))
-                await state.faults.wait_out_stall()
+                await _stalled(state, handle, transport)
                 if not handle.is_open() or transport.is_closing():
                     return resp
                 try:
@@ -213,13 +161,19 @@ async def _pump_channel(request: web.Request, state: EmulatorState, handle: Live
     return resp
 
 
+async def _stalled(state: EmulatorState, handle: LiveHandle, transport: asyncio.BaseTransport) -> None:
+    """Send nothing while the stall fault lasts (it can be extended meanwhile)."""
+    while (left := state.faults.stall_remaining()) > 0 and handle.is_open() and not transport.is_closing():
+        await nap(handle.wake, min(left, DISCONNECT_CHECK))
+
+
 async def _pace(handle: LiveHandle, transport: asyncio.BaseTransport, due: float) -> None:
     """Wait until ``due`` (monotonic), in slices, so a client that hung up frees its tuner soon."""
     while handle.is_open() and not transport.is_closing():
         left = due - time.monotonic()
         if left <= 0:
             return
-        await _nap(handle.wake, min(left, DISCONNECT_CHECK))
+        await nap(handle.wake, min(left, DISCONNECT_CHECK))
 
 
 def _renewer(timer: asyncio.Timeout, loop: asyncio.AbstractEventLoop, expiry: float) -> Callable[[], None]:
@@ -319,7 +273,7 @@ async def _recording(request: web.Request, state: EmulatorState, rec_id: str) ->
     if wanted:
         resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     resp.content_length = end - start
-    with _registered(state, request), contextlib.suppress(ConnectionError):
+    with abortable(state, request), contextlib.suppress(ConnectionError):
         await resp.prepare(request)
         if request.method != "HEAD":
             for chunk in file.read(start, end, available, state.config.write_chunk):
@@ -366,7 +320,7 @@ async def _grow(
     )
     if known_size is not None:
         resp.headers["Content-Range"] = f"bytes {start}-{max(start, known_size - 1)}/*"
-    with _registered(state, request, owner) as aborted, contextlib.suppress(ConnectionError):
+    with abortable(state, request, owner) as aborted, contextlib.suppress(ConnectionError):
         await resp.prepare(request)
         if request.method == "HEAD":
             await resp.write_eof()
@@ -379,7 +333,7 @@ async def _grow(
             wait = next_at(segments)
             if wait < 0 and available() == segments:
                 break
-            if await _nap(aborted, min(max(wait, 0.01), 1.0)):
+            if await nap(aborted, min(max(wait, 0.01), 1.0)):
                 return resp
         await resp.write_eof()
     return resp
