@@ -17,6 +17,7 @@ import gzip
 import re
 import time
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ async def get_xml(proxy: TestClient[Any, Any], **kwargs: Any) -> Any:
 
 class GatedNextPVR:
     """A NextPVR in front of the emulator: forwards every request, except that
-    ``channel.listings`` waits while ``open`` is clear and fails for ``failing`` channels."""
+    ``channel.listings`` waits while ``open`` is clear and fails for ``failing`` channels,
+    and ``channel.icon`` answers 404 for ``missing_icons``. ``calls`` counts methods."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -74,10 +76,16 @@ class GatedNextPVR:
         #: set when a channel.listings request is being held at the gate
         self.held = asyncio.Event()
         self.failing: set[str] = set()
+        self.missing_icons: set[str] = set()
+        self.calls: Counter[str] = Counter()
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
-        if request.query.get("method") == "channel.listings":
+        method = request.query.get("method", "")
+        self.calls[method] += 1
+        if method == "channel.icon" and request.query.get("channel_id") in self.missing_icons:
+            return web.Response(status=404, text="Not Found\n")
+        if method == "channel.listings":
             if request.query.get("channel_id") in self.failing:
                 return web.Response(status=500, text="listings broke\n")
             if not self.open.is_set():
