@@ -27,7 +27,7 @@ from proxy.lineup.channels import ChannelDirectory
 from proxy.metrics import Metrics
 from proxy.nextpvr.client import NextPVRClient
 from proxy.ts.fanout import LiveTSManager
-from proxy.web import health, lineup, live_hls, live_ts, recordings
+from proxy.web import hdhr, health, lineup, live_hls, live_ts, recordings
 from proxy.web.middleware import add_cors_headers, error_middleware, observe_middleware, preflight
 
 __all__ = ["create_app"]
@@ -51,6 +51,7 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> 
     live_hls.setup(app)
     live_ts.setup(app)
     lineup.setup(app)
+    hdhr.setup(app)
     recordings.setup(app)
     app.router.add_route(aiohttp.hdrs.METH_OPTIONS, "/{tail:.*}", preflight)
     return app

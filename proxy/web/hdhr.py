@@ -1,0 +1,128 @@
+"""HDHomeRun emulation for Plex, Jellyfin and Emby (only when ``hdhomerun.enabled``).
+
+- ``GET /discover.json``, ``/lineup.json``, ``/lineup_status.json``, ``/device.xml``
+- ``POST /lineup.post`` (a channel scan request: there is nothing to scan, so "OK")
+- ``GET /auto/v{number}``: the channel's live MPEG-TS, shared with ``/live/{id}.ts``.
+  A real HDHomeRun answers "no tuner free" with 503 and ``X-HDHomeRun-Error: 805 All Tuners
+  In Use``; so does this route (plus ``Retry-After``). ``transcode=`` and ``duration=``,
+  which some clients append, are ignored: the stream is NextPVR's as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import hdrs, web
+
+from proxy.config import Config
+from proxy.errors import NoTunerAvailable, ProxyError
+from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY
+from proxy.lineup import hdhr
+from proxy.nextpvr.client import NextPVRClient
+from proxy.web.lineup import public_base
+from proxy.web.live_ts import serve_live_ts
+
+__all__ = ["HDHR_KEY", "HDHomeRunDevice", "setup"]
+
+log = logging.getLogger("proxy.hdhr")
+
+NO_TUNER_ERROR = "805 All Tuners In Use"
+#: how long NextPVR's device count is trusted
+_TUNER_COUNT_TTL = 600.0
+_TUNER_COUNT_RETRY = 30.0
+#: advertised when neither the configuration nor NextPVR says
+_FALLBACK_TUNERS = 2
+
+
+class HDHomeRunDevice:
+    """The emulated device: its stable id and its tuner count (cached from NextPVR)."""
+
+    def __init__(self, config: Config, client: NextPVRClient) -> None:
+        self.config = config
+        self._client = client
+        configured = config.hdhomerun.device_id
+        self.device_id = configured.upper() if configured else hdhr.derive_device_id(config.nextpvr.base_url)
+        if not hdhr.device_id_is_valid(self.device_id):
+            log.warning("hdhomerun.device_id %s fails the HDHomeRun check digit; "
+                        "tools that validate device ids may ignore it", self.device_id)
+        self._tuners: int | None = None
+        self._tuners_expire = 0.0
+
+    async def tuner_count(self) -> int:
+        fixed = self.config.hdhomerun.tuner_count or self.config.nextpvr.tuner_count
+        if fixed:
+            return fixed
+        now = time.monotonic()
+        if now < self._tuners_expire and self._tuners is not None:
+            return self._tuners
+        try:
+            status = await self._client.system_status()
+        except ProxyError as exc:
+            log.warning("tuner count from NextPVR unavailable (%s); advertising %d", exc.message,
+                        self._tuners or _FALLBACK_TUNERS)
+            self._tuners_expire = now + _TUNER_COUNT_RETRY
+            return self._tuners or _FALLBACK_TUNERS
+        self._tuners = max(1, status.tuner_count)
+        self._tuners_expire = now + _TUNER_COUNT_TTL
+        return self._tuners
+
+
+HDHR_KEY = web.AppKey("hdhomerun", HDHomeRunDevice)
+
+
+async def discover_json(request: web.Request) -> web.Response:
+    device = request.app[HDHR_KEY]
+    body = hdhr.discover(friendly_name=device.config.hdhomerun.friendly_name, device_id=device.device_id,
+                         base=public_base(request), tuner_count=await device.tuner_count())
+    return web.json_response(body, headers={hdrs.CACHE_CONTROL: "no-cache"})
+
+
+async def lineup_json(request: web.Request) -> web.Response:
+    channels = await request.app[CHANNELS_KEY].channels()
+    return web.json_response(hdhr.lineup(channels, base=public_base(request)),
+                             headers={hdrs.CACHE_CONTROL: "no-cache"})
+
+
+async def lineup_status_json(request: web.Request) -> web.Response:
+    return web.json_response(hdhr.lineup_status(), headers={hdrs.CACHE_CONTROL: "no-cache"})
+
+
+async def lineup_post(request: web.Request) -> web.Response:
+    # scan=start|abort and favorite=... change nothing here: the line-up is NextPVR's
+    return web.Response(text="", content_type="text/plain")
+
+
+async def device_xml(request: web.Request) -> web.Response:
+    device = request.app[HDHR_KEY]
+    text = hdhr.device_xml(friendly_name=device.config.hdhomerun.friendly_name, device_id=device.device_id,
+                           base=public_base(request))
+    return web.Response(text=text, content_type="application/xml", charset="utf-8")
+
+
+async def auto_tune(request: web.Request) -> web.StreamResponse:
+    channel = await request.app[CHANNELS_KEY].by_number(request.match_info["number"])
+    try:
+        return await serve_live_ts(request, channel.id)
+    except NoTunerAvailable as exc:
+        exc.headers["X-HDHomeRun-Error"] = NO_TUNER_ERROR
+        raise
+
+
+async def _hdhr_services(app: web.Application) -> AsyncIterator[None]:
+    app[HDHR_KEY] = HDHomeRunDevice(app[CONFIG_KEY], app[CLIENT_KEY])
+    yield
+
+
+def setup(app: web.Application) -> None:
+    if not app[CONFIG_KEY].hdhomerun.enabled:
+        return
+    app.cleanup_ctx.append(_hdhr_services)
+    app.router.add_get("/discover.json", discover_json)
+    app.router.add_get("/lineup.json", lineup_json)
+    app.router.add_get("/lineup_status.json", lineup_status_json)
+    app.router.add_post("/lineup.post", lineup_post)
+    app.router.add_get("/lineup.post", lineup_post)
+    app.router.add_get("/device.xml", device_xml)
+    app.router.add_get(r"/auto/v{number:[0-9]{1,6}(?:\.[0-9]{1,6})?}", auto_tune)
