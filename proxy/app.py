@@ -27,7 +27,7 @@ from proxy.lineup.channels import ChannelDirectory
 from proxy.metrics import Metrics
 from proxy.nextpvr.client import NextPVRClient
 from proxy.ts.fanout import LiveTSManager
-from proxy.web import hdhr, health, lineup, live_hls, live_ts, recordings
+from proxy.web import api, hdhr, health, lineup, live_hls, live_ts, recordings
 from proxy.web.middleware import add_cors_headers, error_middleware, observe_middleware, preflight
 
 __all__ = ["create_app"]
@@ -52,6 +52,7 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> 
     live_ts.setup(app)
     lineup.setup(app)
     hdhr.setup(app)
+    api.setup(app)
     recordings.setup(app)
     app.router.add_route(aiohttp.hdrs.METH_OPTIONS, "/{tail:.*}", preflight)
     return app
