@@ -26,6 +26,7 @@ from proxy.keys import (
 from proxy.lineup.channels import ChannelDirectory
 from proxy.metrics import Metrics
 from proxy.nextpvr.client import NextPVRClient
+from proxy.security import auth_middleware
 from proxy.ts.fanout import LiveTSManager
 from proxy.web import api, hdhr, health, lineup, live_hls, live_ts, recordings
 from proxy.web.middleware import add_cors_headers, error_middleware, observe_middleware, preflight
@@ -39,7 +40,7 @@ _UPSTREAM_CONNECTIONS = 512
 def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> web.Application:
     """Build the proxy. Pass a fresh ``registry`` per app in tests (metrics are never global)."""
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware],
+        middlewares=[observe_middleware, error_middleware, auth_middleware],
         client_max_size=config.server.client_max_size,
     )
     app[CONFIG_KEY] = config

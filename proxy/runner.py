@@ -69,8 +69,10 @@ async def run_forever(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 async def serve(config: Config) -> None:
     """Serve the proxy until a signal arrives, then shut down gracefully."""
     from proxy.app import create_app
+    from proxy.security import warn_if_exposed
 
     async def main(stop: asyncio.Event) -> None:
+        warn_if_exposed(config)
         app = create_app(config)
         runner, port = await start_site(app, config.server.host, config.server.port,
                                         shutdown_timeout=config.server.shutdown_grace)
