@@ -247,6 +247,22 @@ async def test_live_expires_when_the_reader_stops(make_emu: MakeEmu) -> None:
         resp.close()
 
 
+async def test_lease_renews_a_live_read_that_is_not_consuming(make_emu: MakeEmu) -> None:
+    emu = await make_emu(realtime=False, live_expiry=0.5, live_send_buffer=16 * 1024)
+    resp = await emu.open_live(channeloid=7181)
+    try:
+        await resp.content.readexactly(1000)  # then stop reading, but keep renewing
+        await emu.state.wait_for(lambda: any(h.renew for h in emu.state.live.values()), 5)
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline:
+            assert (await emu.api("channel.transcode.lease"))["stat"] == "ok"
+            await asyncio.sleep(0.1)
+        assert emu.state.counters.live_expired == 0 and emu.state.live_streams_active == 1
+        await emu.state.wait_for(lambda: emu.state.counters.live_expired == 1, 5)
+    finally:
+        resp.close()
+
+
 @pytest.mark.ffmpeg
 async def test_live_stream_decodes_as_h264_and_aac(make_emu: MakeEmu) -> None:
     emu = await make_emu(realtime=False)
