@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -29,22 +29,32 @@ from proxy.nextpvr.client import NextPVRClient
 from proxy.security import auth_middleware
 from proxy.ts.fanout import LiveTSManager
 from proxy.web import api, hdhr, health, lineup, live_hls, live_ts, recordings
-from proxy.web.middleware import add_cors_headers, error_middleware, observe_middleware, preflight
+from proxy.web.middleware import (
+    add_cors_headers,
+    error_middleware,
+    observe_middleware,
+    preflight_middleware,
+)
 
 __all__ = ["create_app"]
+
+TRACE_KEY = web.AppKey("trace_configs", list[aiohttp.TraceConfig])
 
 #: concurrent connections to NextPVR (streams hold theirs for their whole life)
 _UPSTREAM_CONNECTIONS = 512
 
 
-def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> web.Application:
-    """Build the proxy. Pass a fresh ``registry`` per app in tests (metrics are never global)."""
+def create_app(config: Config, *, registry: CollectorRegistry | None = None,
+               trace_configs: Sequence[aiohttp.TraceConfig] = ()) -> web.Application:
+    """Build the proxy. Pass a fresh ``registry`` per app in tests (metrics are never global);
+    ``trace_configs`` observe every request the proxy makes to NextPVR."""
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware, auth_middleware],
+        middlewares=[observe_middleware, error_middleware, preflight_middleware, auth_middleware],
         client_max_size=config.server.client_max_size,
     )
     app[CONFIG_KEY] = config
     app[METRICS_KEY] = Metrics(registry)
+    app[TRACE_KEY] = list(trace_configs)
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_on_shutdown)
     app.on_response_prepare.append(add_cors_headers)
@@ -55,7 +65,6 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None) -> 
     hdhr.setup(app)
     api.setup(app)
     recordings.setup(app)
-    app.router.add_route(aiohttp.hdrs.METH_OPTIONS, "/{tail:.*}", preflight)
     return app
 
 
@@ -63,7 +72,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG_KEY]
     metrics = app[METRICS_KEY]
     connector = aiohttp.TCPConnector(limit=_UPSTREAM_CONNECTIONS, limit_per_host=0, ttl_dns_cache=300)
-    http = aiohttp.ClientSession(connector=connector, requote_redirect_url=False)
+    http = aiohttp.ClientSession(connector=connector, requote_redirect_url=False,
+                                 trace_configs=app[TRACE_KEY] or None)
     client = NextPVRClient(config.nextpvr, http, observer=metrics)
     secret = config.auth.token_secret.encode() if config.auth.token_secret else None
     signer = TokenSigner(secret)

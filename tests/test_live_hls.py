@@ -210,7 +210,7 @@ async def test_unreachable_nextpvr_is_502(proxy_factory: ProxyFactory, unused_tc
 
 async def test_slow_nextpvr_is_504(emulator: Emulator, proxy_factory: ProxyFactory) -> None:
     proxy = await proxy_factory(emulator, **{"nextpvr.timeouts.api_total": 0.5, "nextpvr.timeouts.read": 0.5})
-    emulator.state.faults.slow_api(seconds=3.0, count=1)
+    emulator.state.faults.slow_api(3.0, count=1, method="channel.transcode.initiate")
     resp = await proxy.get(f"/live/{CHANNEL}.m3u8")
     assert resp.status == 504
 

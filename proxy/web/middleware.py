@@ -26,6 +26,7 @@ __all__ = [
     "error_middleware",
     "error_response",
     "observe_middleware",
+    "preflight_middleware",
     "route_template",
 ]
 
@@ -132,6 +133,10 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
             response.headers.setdefault(key, value)
 
 
-async def preflight(request: web.Request) -> web.Response:
-    """Answer CORS preflight requests for any path."""
-    return web.Response(status=204)
+@web.middleware
+async def preflight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer CORS preflight requests for any path (a catch-all OPTIONS route would turn every
+    unknown path into a 405 instead of a 404)."""
+    if request.method == hdrs.METH_OPTIONS:
+        return web.Response(status=204)
+    return await handler(request)
