@@ -241,10 +241,17 @@ async def test_503_with_retry_after_until_the_first_build(
     assert resp.headers["Retry-After"] == "10"
     assert "guide" in await resp.text()
     assert not guide_of(proxy).ready.is_set()
+    # and so is the proxy's readiness
+    readyz = await proxy.get("/readyz")
+    assert readyz.status == 503
+    assert "first guide build" in (await readyz.json())["checks"]["guide"]
     gated.open.set()
     async with asyncio.timeout(10):
         await guide_of(proxy).ready.wait()
     assert (await proxy.get("/epg.xml")).status == 200
+    readyz = await proxy.get("/readyz")
+    assert readyz.status == 200, await readyz.text()
+    assert (await readyz.json())["checks"]["guide"].startswith("ok")
 
 
 async def test_served_from_cache_while_nextpvr_is_slow(

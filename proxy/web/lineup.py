@@ -22,6 +22,7 @@ from proxy.lineup.guide import GuideCache
 from proxy.lineup.icons import IconCache
 from proxy.lineup.m3u import StreamFormat, channel_playlist, recordings_playlist
 from proxy.nextpvr.models import RecordingStatus
+from proxy.web.health import READINESS_KEY, ReadinessCheck
 from proxy.web.live_hls import parse_channel_id
 
 __all__ = [
@@ -199,6 +200,22 @@ async def icon(request: web.Request) -> web.Response:
     return web.Response(body=found.body, content_type=found.content_type, headers=headers)
 
 
+def _guide_readiness(guide: GuideCache) -> ReadinessCheck:
+    """The first finished guide build is part of readiness (players fetch /epg.xml at once)."""
+
+    async def check() -> tuple[bool, str]:
+        document = guide.document
+        if document is None:
+            why = f": {guide.last_error}" if guide.last_error else ""
+            return False, f"the first guide build has not finished{why}"
+        detail = f"ok ({document.programmes} programmes)"
+        if guide.last_error:
+            detail += f"; the latest rebuild failed: {guide.last_error}"
+        return True, detail
+
+    return check
+
+
 async def _lineup_services(app: web.Application) -> AsyncIterator[None]:
     config, client, directory = app[CONFIG_KEY], app[CLIENT_KEY], app[CHANNELS_KEY]
     guide = GuideCache(channels=directory.channels, listings=client.channel_listings,
@@ -206,6 +223,9 @@ async def _lineup_services(app: web.Application) -> AsyncIterator[None]:
     app[GUIDE_KEY] = guide
     app[ICONS_KEY] = IconCache(client, max_bytes=config.guide.icon_cache_bytes)
     app[GROUPS_KEY] = ChannelGroups(client)
+    readiness = app.get(READINESS_KEY)
+    if readiness is not None:
+        readiness.extra["guide"] = _guide_readiness(guide)
     guide.start()
     try:
         yield
