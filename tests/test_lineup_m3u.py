@@ -14,6 +14,7 @@ from yarl import URL
 
 from proxy.emulator import Emulator
 from proxy.emulator.data import CHANNELS
+from proxy.web.lineup import GUIDE_KEY
 from tests.conftest import EmulatorFactory, ProxyFactory
 from tests.players import ffprobe_codecs, needs_ffmpeg
 
@@ -165,3 +166,23 @@ async def test_every_stream_url_plays(emulator_factory: EmulatorFactory, proxy_f
         results = await asyncio.gather(*probes)
     for url, codecs in zip([*ts_urls, hls_urls[0]], results, strict=True):
         assert codecs == ["aac", "h264"], url
+
+
+async def test_with_api_keys_the_playlists_urls_work_with_the_key_they_carry(
+    emulator: Emulator, proxy_factory: ProxyFactory
+) -> None:
+    key = "playlist-key-1"
+    proxy = await proxy_factory(emulator, **{"auth.api_keys": [key]})
+    assert (await proxy.get("/playlist.m3u")).status == 401
+    pl = await fetch_playlist(proxy, params={"api_key": key})
+    guide = URL(pl.get_attributes()["url-tvg"])
+    logo = URL(next(iter(pl)).attributes["tvg-logo"])
+    assert guide.query["api_key"] == key and logo.query["api_key"] == key
+    assert (await proxy.get(logo.path_qs)).status == 200
+    assert (await proxy.get(logo.path)).status == 401
+    async with asyncio.timeout(10):
+        await proxy.server.app[GUIDE_KEY].wait_for_build(1)
+    assert (await proxy.get(guide.path_qs)).status == 200
+    assert (await proxy.get(guide.path)).status == 401
+    recordings = await fetch_playlist(proxy, "/recordings.m3u", params={"api_key": key})
+    assert all(URL(e.url).query["api_key"] == key for e in recordings)
