@@ -32,7 +32,8 @@ from yarl import URL
 from proxy.emulator import Emulator
 from proxy.emulator.data import CHANNELS, Programme
 from proxy.lineup.guide import GuideCache
-from proxy.lineup.xmltv import episode_numbers, xmltv_time
+from proxy.lineup.xmltv import XMLTV_TAIL, episode_numbers, programme_elements, xmltv_head, xmltv_time
+from proxy.nextpvr.models import Channel, Listing
 from proxy.web.lineup import GUIDE_KEY
 from tests.conftest import ProxyFactory
 
@@ -310,3 +311,22 @@ async def test_unreachable_nextpvr_is_reported(proxy_factory: ProxyFactory, unus
     assert not guide.ready.is_set()
     assert guide.last_error is not None and "NextPVR" in guide.last_error
     assert (await proxy.get("/epg.xml")).status == 503
+
+
+def test_hostile_text_still_validates() -> None:
+    nasty = 'A & B <i>"quoted"</i>\n\x01\x0bline\ud800 ]]>'
+    channel = Channel(id=1, name=nasty, number=1, formatted_number="1", has_icon=True)
+    listing = Listing(id=9, channel_id=1, title=nasty, subtitle=nasty, description=nasty, start=1735732800,
+                      end=1735736400, genres=(nasty, "", nasty), season=0, episode=3, rating=nasty)
+    empty = Listing(id=10, channel_id=1, title="", start=1735736400, end=1735736400)  # zero length: dropped
+    doc = (xmltv_head([channel], base='http://p"x', query="?api_key=a&b", generated=0)
+           + "".join(programme_elements(channel, [listing, empty])) + XMLTV_TAIL).encode()
+    root = etree.fromstring(doc)
+    assert DTD.validate(root), DTD.error_log.filter_from_errors()
+    assert root.find("channel/icon").get("src") == 'http://p"x/icons/1?api_key=a&b'
+    programmes = root.findall("programme")
+    assert len(programmes) == 1
+    assert programmes[0].findtext("title") == 'A & B <i>"quoted"</i> line ]]>'
+    assert [c.text for c in programmes[0].iter("category")] == ['A & B <i>"quoted"</i> line ]]>']
+    assert {e.get("system"): e.text for e in programmes[0].iter("episode-num")} == {
+        "xmltv_ns": ".2.", "onscreen": "E03"}

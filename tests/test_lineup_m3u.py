@@ -14,6 +14,8 @@ from yarl import URL
 
 from proxy.emulator import Emulator
 from proxy.emulator.data import CHANNELS
+from proxy.lineup.m3u import channel_playlist
+from proxy.nextpvr.models import Channel
 from proxy.web.lineup import GUIDE_KEY
 from tests.conftest import EmulatorFactory, ProxyFactory
 from tests.players import ffprobe_codecs, needs_ffmpeg
@@ -186,3 +188,15 @@ async def test_with_api_keys_the_playlists_urls_work_with_the_key_they_carry(
     assert (await proxy.get(guide.path)).status == 401
     recordings = await fetch_playlist(proxy, "/recordings.m3u", params={"api_key": key})
     assert all(URL(e.url).query["api_key"] == key for e in recordings)
+
+
+def test_hostile_names_cannot_break_an_entry() -> None:
+    nasty = Channel(id=1, name='Evil "Name",\n#EXTINF:-1,Injected\r\nhttp://evil/\x00\ud800', number=3,
+                    formatted_number="3", has_icon=True, groups=('Gr"oup\n',))
+    text = channel_playlist([nasty], {1: nasty.groups}, base="http://p", fmt="ts")
+    entries = list(ipytv_playlist.loads(text))
+    assert len(entries) == 1
+    assert entries[0].url == "http://p/live/1.ts"
+    assert entries[0].attributes["group-title"] == "Gr'oup"
+    assert "\n" not in entries[0].name and "#EXTINF" not in text.split("\n", 2)[2]
+    text.encode()  # no lone surrogate left

@@ -114,7 +114,7 @@ class GuideCache:
         days: int,
         refresh_interval: float,
         concurrency: int = 4,
-        max_programmes: int = 500_000,
+        max_programmes: int = 200_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._channels = channels

@@ -18,7 +18,7 @@ __all__ = ["StreamFormat", "channel_playlist", "recordings_playlist", "tvg_id"]
 
 StreamFormat = Literal["hls", "ts"]
 
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f"]+')
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f"\ud800-\udfff]+')
 _SPACES = re.compile(r"\s+")
 
 
