@@ -78,7 +78,7 @@ async def proxy_factory() -> AsyncIterator[ProxyFactory]:
     async def build(emu: Emulator | str, *, pin: str = TEST_PIN, **overrides: Any) -> TestClient[Any, Any]:
         base = emu if isinstance(emu, str) else emu.url
         app = create_app(proxy_config(base, pin, **overrides), registry=CollectorRegistry())
-        client: TestClient[Any, Any] = TestClient(TestServer(app))
+        client: TestClient[Any, Any] = TestClient(TestServer(app, access_log=None))
         await client.start_server()
         clients.append(client)
         return client

@@ -98,7 +98,7 @@ async def fuzz_target(emulator_factory: EmulatorFactory) -> AsyncIterator[tuple[
     config = proxy_config(emu.url, **{"auth.admin_key": "fuzz-admin-key", "hls.idle_timeout": 2,
                                       "logging.access_log": False})
     app = create_app(config, registry=CollectorRegistry(), trace_configs=[upstream.trace])
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    client: TestClient[Any, Any] = TestClient(TestServer(app, access_log=None))
     await client.start_server()
     try:
         yield client, emu, upstream

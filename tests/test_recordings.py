@@ -523,7 +523,7 @@ async def big_vod_nextpvr(aiohttp_server: Any) -> tuple[FakeNextPVR, str]:
     fake.on("recording.transcode.lease", ok_handler)
     fake.on("recording.transcode.stop", ok_handler)
     fake.on_path(f"/rec/{BIG_ID}/seg_009999.ts", last_segment)
-    server = await aiohttp_server(fake.app)
+    server = await aiohttp_server(fake.app, access_log=None)  # request lines carry sids
     return fake, str(server.make_url("")).rstrip("/")
 
 
