@@ -98,6 +98,9 @@ class Metrics:
             namespace=ns, registry=r)
         self.cache_misses = Counter(
             "segment_cache_misses", "Segment requests that started a NextPVR fetch", namespace=ns, registry=r)
+        self.cache_prefetches = Counter(
+            "segment_prefetches", "Live segments fetched as soon as they were listed, before any viewer asked",
+            namespace=ns, registry=r)
         self.cache_evictions = Counter(
             "segment_cache_evictions", "Segments evicted from the cache to stay within its byte budget",
             namespace=ns, registry=r)

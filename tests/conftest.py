@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
@@ -31,6 +32,24 @@ EmulatorFactory = Callable[..., Awaitable[Emulator]]
 ProxyFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 _ALL_SIDS: set[str] = set()
+#: responses that carried the PIN or a sid (checked after every test)
+_LEAKY_RESPONSES: list[str] = []
+
+
+def _response_secret_check(emu: Emulator) -> Any:
+    """A middleware for test apps: no response body or header may hold the PIN or a sid."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        body = response.body if isinstance(response, web.Response) else None
+        visible = (bytes(body) if isinstance(body, bytes | bytearray) else b"") + \
+            repr(dict(response.headers)).encode()
+        if TEST_PIN.encode() in visible or any(sid.encode() in visible for sid in emu.state.issued_sids):
+            _LEAKY_RESPONSES.append(f"{request.method} {request.path}")
+        return response
+
+    return check
 
 
 def proxy_config(base_url: str, pin: str = TEST_PIN, **overrides: Any) -> Config:
@@ -78,6 +97,8 @@ async def proxy_factory() -> AsyncIterator[ProxyFactory]:
     async def build(emu: Emulator | str, *, pin: str = TEST_PIN, **overrides: Any) -> TestClient[Any, Any]:
         base = emu if isinstance(emu, str) else emu.url
         app = create_app(proxy_config(base, pin, **overrides), registry=CollectorRegistry())
+        if not isinstance(emu, str):
+            app.middlewares.append(_response_secret_check(emu))
         client: TestClient[Any, Any] = TestClient(TestServer(app, access_log=None))
         await client.start_server()
         clients.append(client)
@@ -125,8 +146,10 @@ def no_secrets_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
     finally:
         root.removeHandler(watch)
         root.setLevel(old_level)
+    leaky, _LEAKY_RESPONSES[:] = list(_LEAKY_RESPONSES), []
     if request.node.get_closest_marker("leaks_secrets_on_purpose"):
         return
+    assert not leaky, f"responses carried the PIN or a sid: {leaky}"
     text = "\n".join(watch.lines)
     assert TEST_PIN not in text, "the PIN reached a log line"
     leaked = [sid for sid in _ALL_SIDS if sid in text]

@@ -178,6 +178,8 @@ class SegmentCache:
         """Start fetching ``key`` unless it is cached or running (no hit/miss counted)."""
         if key in self._lru or key in self._inflight or len(self._inflight) >= self.max_inflight:
             return
+        if self._metrics is not None:
+            self._metrics.cache_prefetches.inc()
         self._start(key, opener)
 
     def _start(self, key: Hashable, opener: Opener) -> SegmentEntry:

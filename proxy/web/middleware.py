@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
-from proxy.errors import ProxyError
+from proxy.errors import NoTunerAvailable, ProxyError
 from proxy.keys import CONFIG_KEY, METRICS_KEY
 
 __all__ = [
@@ -57,6 +57,16 @@ def route_template(request: web.Request) -> str:
     return resource.canonical
 
 
+def stream_kind(request: web.Request) -> str:
+    """``hls``, ``ts`` or ``recording``: the kind label of a stream request."""
+    path = request.path
+    if path.startswith("/recordings"):
+        return "recording"
+    if path.endswith(".m3u8") or path.startswith("/hls/"):
+        return "hls"
+    return "ts"
+
+
 def error_response(request: web.Request, exc: ProxyError) -> web.Response:
     headers = dict(exc.headers)
     if request.path.startswith("/api/"):
@@ -81,6 +91,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         metrics = request.app.get(METRICS_KEY)
         if metrics is not None:
             metrics.errors.labels(exc.reason).inc()
+            if isinstance(exc, NoTunerAvailable):
+                metrics.tuner_exhausted.labels(stream_kind(request)).inc()
         log.info("%s %s -> %d %s: %s", request.method, route_template(request), exc.status,
                  exc.reason, exc.message)
         return error_response(request, exc)
