@@ -34,7 +34,7 @@ from proxy.emulator.data import CHANNELS, Programme
 from proxy.lineup.guide import GuideCache
 from proxy.lineup.xmltv import XMLTV_TAIL, episode_numbers, programme_elements, xmltv_head, xmltv_time
 from proxy.nextpvr.models import Channel, Listing
-from proxy.web.lineup import GUIDE_KEY
+from proxy.web.lineup import GUIDE_KEY, guide_readiness
 from tests.conftest import ProxyFactory
 
 DTD = etree.DTD(str(Path(__file__).parent / "resources" / "xmltv.dtd"))
@@ -242,17 +242,15 @@ async def test_503_with_retry_after_until_the_first_build(
     assert resp.headers["Retry-After"] == "10"
     assert "guide" in await resp.text()
     assert not guide_of(proxy).ready.is_set()
-    # and so is the proxy's readiness
-    readyz = await proxy.get("/readyz")
-    assert readyz.status == 503
-    assert "first guide build" in (await readyz.json())["checks"]["guide"]
+    readiness = guide_readiness(guide_of(proxy))
+    ok, detail = await readiness()
+    assert not ok and "first guide build" in detail
     gated.open.set()
     async with asyncio.timeout(10):
         await guide_of(proxy).ready.wait()
     assert (await proxy.get("/epg.xml")).status == 200
-    readyz = await proxy.get("/readyz")
-    assert readyz.status == 200, await readyz.text()
-    assert (await readyz.json())["checks"]["guide"].startswith("ok")
+    ok, detail = await readiness()
+    assert ok and detail.startswith("ok")
 
 
 async def test_served_from_cache_while_nextpvr_is_slow(

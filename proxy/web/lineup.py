@@ -22,7 +22,7 @@ from proxy.lineup.guide import GuideCache
 from proxy.lineup.icons import IconCache
 from proxy.lineup.m3u import StreamFormat, channel_playlist, recordings_playlist
 from proxy.nextpvr.models import RecordingStatus
-from proxy.web.health import READINESS_KEY, ReadinessCheck
+from proxy.web.health import ReadinessCheck
 from proxy.web.live_hls import parse_channel_id
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "ICONS_KEY",
     "api_key_query",
     "etag_matches",
+    "guide_readiness",
     "public_base",
     "setup",
 ]
@@ -200,8 +201,12 @@ async def icon(request: web.Request) -> web.Response:
     return web.Response(body=found.body, content_type=found.content_type, headers=headers)
 
 
-def _guide_readiness(guide: GuideCache) -> ReadinessCheck:
-    """The first finished guide build is part of readiness (players fetch /epg.xml at once)."""
+def guide_readiness(guide: GuideCache) -> ReadinessCheck:
+    """A /readyz check: the first guide build has finished (players fetch /epg.xml at once).
+
+    Register it with ``app[READINESS_KEY].extra["guide"] = guide_readiness(app[GUIDE_KEY])``
+    once both exist (this module's cleanup context runs after health's).
+    """
 
     async def check() -> tuple[bool, str]:
         document = guide.document
@@ -223,9 +228,6 @@ async def _lineup_services(app: web.Application) -> AsyncIterator[None]:
     app[GUIDE_KEY] = guide
     app[ICONS_KEY] = IconCache(client, max_bytes=config.guide.icon_cache_bytes)
     app[GROUPS_KEY] = ChannelGroups(client)
-    readiness = app.get(READINESS_KEY)
-    if readiness is not None:
-        readiness.extra["guide"] = _guide_readiness(guide)
     guide.start()
     try:
         yield
