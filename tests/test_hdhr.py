@@ -181,3 +181,11 @@ async def test_all_tuners_busy_is_503_with_the_805_header(
         assert plain.status == 503 and "X-HDHomeRun-Error" not in plain.headers
     finally:
         holder.close()
+
+
+async def test_discover_answers_while_nextpvr_is_down(proxy_factory: ProxyFactory, unused_tcp_port: int) -> None:
+    proxy = await proxy_factory(f"http://127.0.0.1:{unused_tcp_port}")
+    body = await get_json(proxy, "/discover.json")
+    assert body["TunerCount"] == 2  # a guess until system.status answers, retried later
+    assert device_id_is_valid(body["DeviceID"])
+    assert (await proxy.get("/lineup.json")).status == 502
