@@ -116,6 +116,9 @@ class ServerConfig:
     event_loop: Literal["auto", "uvloop", "asyncio"] = "asyncio"
     #: how long a readiness result is reused before NextPVR is asked again
     readiness_cache: Seconds = 10.0
+    #: a client that accepts no bytes for this long is disconnected (its response would
+    #: otherwise hold a handler, a connection and buffers forever)
+    send_timeout: Seconds = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

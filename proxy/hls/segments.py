@@ -17,6 +17,7 @@ disconnects never aborts the download the others are reading.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -24,7 +25,14 @@ from typing import Any, Protocol
 
 from cachetools import LRUCache
 
-from proxy.errors import NextPVRError, ProxyError, UpstreamTooLarge
+from proxy.errors import (
+    NextPVRError,
+    NextPVRFailed,
+    NextPVRTimeout,
+    NextPVRUnreachable,
+    ProxyError,
+    UpstreamTooLarge,
+)
 from proxy.metrics import Metrics
 
 __all__ = ["SegmentCache", "SegmentEntry", "UpstreamBody"]
@@ -44,7 +52,12 @@ class UpstreamBody(Protocol):
     async def close(self) -> None: ...
 
 
-Opener = Callable[[], Awaitable[UpstreamBody]]
+#: opens the segment from byte ``offset`` (0: the whole segment; above 0 it sends ``Range: bytes=offset-``)
+Opener = Callable[[int], Awaitable[UpstreamBody]]
+#: transient failures worth another try: resets, timeouts, 5xx; never 404 (gone) or "too large"
+_RETRYABLE = (NextPVRUnreachable, NextPVRTimeout, NextPVRFailed)
+_RETRIES = 2
+_RETRY_DELAY = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,21 +208,8 @@ class SegmentCache:
         return entry
 
     async def _fetch(self, entry: SegmentEntry, opener: Opener) -> None:
-        body: UpstreamBody | None = None
         try:
-            body = await opener()
-            if body.content_length is not None and body.content_length > self.segment_max_bytes:
-                raise UpstreamTooLarge("segment larger than hls.segment_max_bytes")
-            entry.head = SegmentHead(body.content_type, body.content_length)
-            entry._notify()
-            async for chunk in body.iter_chunks():
-                if entry.size + len(chunk) > self.segment_max_bytes:
-                    raise UpstreamTooLarge("segment larger than hls.segment_max_bytes")
-                entry._append(chunk)
-                if self._metrics is not None:
-                    self._metrics.received_bytes.labels("hls").inc(len(chunk))
-            if body.content_length is not None and entry.size != body.content_length:
-                raise NextPVRError("NextPVR ended the segment early")
+            await self._download(entry, opener)
         except ProxyError as exc:
             entry._finish(exc)
         except asyncio.CancelledError:
@@ -222,14 +222,52 @@ class SegmentCache:
             entry._finish()
         finally:
             self._inflight.pop(entry.key, None)
-            if body is not None:
-                await body.close()
             if entry.done and entry.error is None:
-                try:
+                with contextlib.suppress(ValueError):  # larger than the whole cache: attached readers only
                     self._lru[entry.key] = entry
-                except ValueError:
-                    pass  # larger than the whole cache: served to the attached readers only
             self._update_gauges()
+
+    async def _download(self, entry: SegmentEntry, opener: Opener) -> None:
+        """Fetch into ``entry``. A segment GET is idempotent, so a transient failure is retried
+        (``_RETRIES`` times): before the first byte simply again, after it from where the
+        bytes stopped (``Range: bytes=N-``), so readers already attached never notice."""
+        retries = 0
+        expected: int | None = None
+        while True:
+            offset = entry.size
+            body: UpstreamBody | None = None
+            try:
+                body = await opener(offset)
+                if offset == 0:
+                    if body.content_length is not None and body.content_length > self.segment_max_bytes:
+                        raise UpstreamTooLarge("segment larger than hls.segment_max_bytes")
+                    expected = body.content_length
+                    entry.head = SegmentHead(body.content_type, body.content_length)
+                    entry._notify()
+                skip = offset if body.status == 200 else 0  # upstream ignored the Range: drop what we have
+                async for chunk in body.iter_chunks():
+                    if skip:
+                        cut = min(skip, len(chunk))
+                        chunk, skip = chunk[cut:], skip - cut
+                        if not chunk:
+                            continue
+                    if entry.size + len(chunk) > self.segment_max_bytes:
+                        raise UpstreamTooLarge("segment larger than hls.segment_max_bytes")
+                    entry._append(chunk)
+                    if self._metrics is not None:
+                        self._metrics.received_bytes.labels("hls").inc(len(chunk))
+                if expected is not None and entry.size != expected:
+                    raise NextPVRUnreachable("NextPVR ended the segment early")
+                return
+            except _RETRYABLE as exc:
+                if retries >= _RETRIES or self._closed:
+                    raise
+                retries += 1
+                log.info("segment download failed at byte %d (%s); retrying", entry.size, exc.message)
+                await asyncio.sleep(_RETRY_DELAY * retries)
+            finally:
+                if body is not None:
+                    await body.close()
 
     async def close(self) -> None:
         """Cancel running fetches and drop everything."""

@@ -190,14 +190,15 @@ class Transcode:
             index = self._m.vod_index(target)
             if index is None:
                 raise NotFound("this recording segment is no longer known; reload the playlist")
-            return self._m.cache.get((self.scope, "vod", index), lambda: self._open_index(index))
+            return self._m.cache.get((self.scope, "vod", index),
+                                     functools.partial(self._open_index, index))
         key: Hashable = (self.scope, target.generation, target.path_query)
         if target.generation != self.generation:
             cached = self._m.cache.peek(key)
             if cached is None:
                 raise NotFound("this segment belongs to an earlier transcode; reload the playlist")
             return cached
-        return self._m.cache.get(key, lambda: self._open(target))
+        return self._m.cache.get(key, functools.partial(self._open, target))
 
     async def child_playlist(self, target: Target) -> bytes:
         """A playlist referenced from a multivariant playlist, fetched and rewritten."""
@@ -365,22 +366,26 @@ class Transcode:
         await self.stop("failed")
 
     # -- fetching and rewriting ---------------------------------------------------
-    async def _open(self, target: Target) -> UpstreamStream:
+    async def _open(self, target: Target, offset: int = 0) -> UpstreamStream:
         assert self.session is not None and self._mapper is not None
         sid = await self.session.sid()
         url = URL(self._mapper.resolve(target, sid), encoded=True)
+        # identity: a byte count must mean the same thing on the retry that resumes it
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
         try:
-            return await self._m.client.open_stream(url)
+            return await self._m.client.open_stream(url, headers=headers)
         except NotFound:
             self._poke.set()  # the transcode may be gone: check now, not at the next poll
             raise
 
-    async def _open_index(self, index: int) -> UpstreamStream:
+    async def _open_index(self, index: int, offset: int = 0) -> UpstreamStream:
         vod = self._m.vod_map(self.generation)
         if vod is None or index >= len(vod.paths):
             raise NotFound("this recording segment is not in the current playlist")
         target = self._m.signer.verify(self.scope, vod.paths[index], now=time.time())
-        return await self._open(target)
+        return await self._open(target, offset)
 
     def _new_mapper(self, sid: str) -> ProxyUrlMapper:
         ttl = int(self._config.auth.token_ttl)

@@ -24,6 +24,7 @@ from proxy.lineup.m3u import StreamFormat, channel_playlist, recordings_playlist
 from proxy.nextpvr.models import RecordingStatus
 from proxy.web.health import ReadinessCheck
 from proxy.web.live_hls import parse_channel_id
+from proxy.web.relay import send
 
 __all__ = [
     "GROUPS_KEY",
@@ -184,7 +185,7 @@ async def epg_xml(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     if request.method != hdrs.METH_HEAD:
         for part in parts:
-            await resp.write(part)
+            await send(request, resp, part)
     await resp.write_eof()
     return resp
 

@@ -19,6 +19,7 @@ from proxy.keys import CHANNELS_KEY, CONFIG_KEY, METRICS_KEY, TS_KEY
 from proxy.nextpvr.client import NextPVRClient
 from proxy.ts.fanout import Opener
 from proxy.web.live_hls import parse_channel_id
+from proxy.web.relay import send
 
 __all__ = ["live_ts_opener", "serve_live_ts", "setup"]
 
@@ -71,7 +72,7 @@ async def serve_live_ts(request: web.Request, channel_id: int) -> web.StreamResp
             data = await viewer.next()
             if data is None:
                 break
-            await resp.write(data)
+            await send(request, resp, data)
             if metrics is not None:
                 metrics.sent_bytes.labels("ts").inc(len(data))
         with contextlib.suppress(ConnectionError):

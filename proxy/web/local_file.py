@@ -24,6 +24,7 @@ from aiohttp import hdrs, web
 
 from proxy.keys import METRICS_KEY
 from proxy.recordings.ranges import parse_range
+from proxy.web.relay import send
 
 __all__ = ["TS_TYPE", "send_local_file"]
 
@@ -106,7 +107,7 @@ async def send_local_file(request: web.Request, path: Path, *, cache_control: st
                     break
                 if not chunk:
                     break
-                await resp.write(chunk)  # a client that went away raises here, out of the handler
+                await send(request, resp, chunk)  # a client that went away raises here, out of the handler
                 left -= len(chunk)
                 if metrics is not None:
                     metrics.sent_bytes.labels("recording").inc(len(chunk))

@@ -38,6 +38,7 @@ from proxy.recordings.files import RecordingFiles
 from proxy.recordings.ranges import parse_range
 from proxy.web.live_hls import profile_of, serve_transcode_playlist
 from proxy.web.local_file import TS_TYPE, send_local_file
+from proxy.web.relay import send
 
 __all__ = ["RECORDINGS_KEY", "RecordingLookup", "Recordings", "setup", "upstream_range"]
 
@@ -156,7 +157,7 @@ async def _relay(request: web.Request, stream: UpstreamStream, *, growing: bool)
             metrics.viewers.labels("recording").inc()
         try:
             async for chunk in stream.iter_chunks():
-                await resp.write(chunk)
+                await send(request, resp, chunk)
                 if metrics is not None:
                     metrics.sent_bytes.labels("recording").inc(len(chunk))
                     metrics.received_bytes.labels("recording").inc(len(chunk))

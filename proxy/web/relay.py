@@ -8,6 +8,7 @@ a chunk plus the transport's buffer for a client. A client that goes away raises
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import posixpath
 
@@ -15,11 +16,11 @@ from aiohttp import hdrs, web
 
 from proxy.errors import ProxyError
 from proxy.hls.segments import SegmentEntry
-from proxy.keys import METRICS_KEY
+from proxy.keys import CONFIG_KEY, METRICS_KEY
 from proxy.nextpvr.client import UpstreamStream
 from proxy.recordings.ranges import parse_range
 
-__all__ = ["content_type_for", "relay_upstream", "send_bytes_range", "send_entry"]
+__all__ = ["content_type_for", "relay_upstream", "send", "send_bytes_range", "send_entry"]
 
 log = logging.getLogger("proxy.relay")
 
@@ -57,6 +58,21 @@ def content_type_for(name: str, upstream: str | None) -> str:
     return "application/octet-stream"
 
 
+async def send(request: web.Request, resp: web.StreamResponse, data: bytes) -> None:
+    """``resp.write`` with ``server.send_timeout``: a client that stops reading is cut off
+    instead of holding its handler, connection and buffers forever. Raises
+    ``ConnectionResetError`` then, which handlers treat like any client that went away."""
+    try:
+        async with asyncio.timeout(request.app[CONFIG_KEY].server.send_timeout):
+            await resp.write(data)
+    except TimeoutError:
+        log.info("%s: client accepted nothing for %.0fs; disconnecting it", request.path[:40],
+                 request.app[CONFIG_KEY].server.send_timeout)
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("client stopped reading") from None
+
+
 def _count(request: web.Request, kind: str, size: int) -> None:
     metrics = request.app.get(METRICS_KEY)
     if metrics is not None:
@@ -83,7 +99,7 @@ async def send_entry(request: web.Request, entry: SegmentEntry, *, name: str, ki
         return resp
     try:
         async for chunk in entry.iter_bytes():
-            await resp.write(chunk)
+            await send(request, resp, chunk)
             _count(request, kind, len(chunk))
     except ProxyError as exc:
         return _abort(request, resp, exc)
@@ -136,7 +152,7 @@ async def relay_upstream(request: web.Request, stream: UpstreamStream, *, name: 
         metrics = request.app.get(METRICS_KEY)
         try:
             async for chunk in stream.iter_chunks():
-                await resp.write(chunk)
+                await send(request, resp, chunk)
                 if metrics is not None:
                     metrics.sent_bytes.labels(kind).inc(len(chunk))
                     metrics.received_bytes.labels(kind).inc(len(chunk))
