@@ -65,7 +65,13 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None,
     hdhr.setup(app)
     api.setup(app)
     recordings.setup(app)
+    # runs after every cleanup context, so both the readiness checker and the guide exist
+    app.on_startup.append(_register_readiness)
     return app
+
+
+async def _register_readiness(app: web.Application) -> None:
+    app[health.READINESS_KEY].extra["guide"] = lineup.guide_readiness(app[lineup.GUIDE_KEY])
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from proxy.config import Config
 from proxy.emulator import Emulator
 from proxy.security import is_loopback, key_matches, warn_if_exposed
+from proxy.web.lineup import GUIDE_KEY
 from tests.conftest import EmulatorFactory, ProxyFactory, proxy_config
 
 KEY = "living-room-key-123"
@@ -83,7 +84,26 @@ async def test_segment_urls_work_without_a_key_until_their_token_expires(
         await asyncio.sleep(0.25)  # the token's expiry is wall-clock time
 
 
+async def guide_built(client: TestClient[Any, Any]) -> None:
+    async with asyncio.timeout(20):
+        await client.server.app[GUIDE_KEY].wait_for_build(1)
+
+
+async def test_readyz_waits_for_the_first_guide_build(emulator: Emulator, proxy_factory: ProxyFactory) -> None:
+    emulator.state.faults.slow_api(3.0, count=50, method="channel.listings")
+    proxy = await proxy_factory(emulator)
+    resp = await proxy.get("/readyz")
+    body = await resp.json()
+    assert resp.status == 503
+    assert body["checks"]["nextpvr"] == "ok"
+    assert "guide" in body["checks"]["guide"]
+    emulator.state.faults.clear()
+    await guide_built(proxy)
+    assert (await proxy.get("/readyz")).status == 200
+
+
 async def test_readyz_passes_with_a_working_nextpvr(proxy: TestClient[Any, Any]) -> None:
+    await guide_built(proxy)
     resp = await proxy.get("/readyz")
     body = await resp.json()
     assert resp.status == 200, body
@@ -106,6 +126,7 @@ async def test_readyz_fails_when_nextpvr_is_down(emulator_factory: EmulatorFacto
                                                  proxy_factory: ProxyFactory) -> None:
     emu = await emulator_factory()
     proxy = await proxy_factory(emu, **{"server.readiness_cache": 0})
+    await guide_built(proxy)
     assert (await proxy.get("/readyz")).status == 200
     await emu.stop()
     resp = await proxy.get("/readyz")
