@@ -145,6 +145,7 @@ class SegmentCache:
         self._lru = _ByteLRU(max(cache_bytes, 1), self._evicted)
         self._inflight: dict[Hashable, SegmentEntry] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._task_of: dict[Hashable, asyncio.Task[None]] = {}
         self.segment_max_bytes = segment_max_bytes
         self.max_inflight = max_inflight
         self._closed = False
@@ -204,7 +205,14 @@ class SegmentCache:
         self._inflight[key] = entry
         task = asyncio.get_running_loop().create_task(self._fetch(entry, opener))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._task_of[key] = task
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            if self._task_of.get(key) is finished:
+                del self._task_of[key]
+
+        task.add_done_callback(done)
         return entry
 
     async def _fetch(self, entry: SegmentEntry, opener: Opener) -> None:
@@ -268,6 +276,15 @@ class SegmentCache:
             finally:
                 if body is not None:
                     await body.close()
+
+    def cancel(self, predicate: Callable[[Hashable], bool]) -> int:
+        """Cancel the running downloads whose key matches (a stopped transcode's segments)."""
+        cancelled = 0
+        for key, task in list(self._task_of.items()):
+            if predicate(key):
+                task.cancel()
+                cancelled += 1
+        return cancelled
 
     async def close(self) -> None:
         """Cancel running fetches and drop everything."""

@@ -249,6 +249,8 @@ class Transcode:
                 await self._task
         if self.session is not None:
             await self._m.client.transcode_stop(self.session, self.key.kind)
+        # downloads of this transcode's segments would only ask NextPVR for what it just dropped
+        self._m.cache.cancel(lambda key: isinstance(key, tuple) and key[:1] == (self.scope,))
         await self._release()
         if was_running and self._m.metrics is not None:
             self._m.metrics.upstream_streams.labels("hls_transcode").dec()
@@ -367,7 +369,8 @@ class Transcode:
 
     # -- fetching and rewriting ---------------------------------------------------
     async def _open(self, target: Target, offset: int = 0) -> UpstreamStream:
-        assert self.session is not None and self._mapper is not None
+        if self.session is None or self._mapper is None:
+            raise NotFound("this stream has stopped; reload the playlist")
         sid = await self.session.sid()
         url = URL(self._mapper.resolve(target, sid), encoded=True)
         # identity: a byte count must mean the same thing on the retry that resumes it
