@@ -11,6 +11,8 @@
 # - The audio is encoded from 24 s of a periodic signal and the MIDDLE 8 s of AAC packets are kept:
 #   that drops the encoder priming frame and the flush frame, and the MDCT overlap at the loop seam
 #   matches what the decoder expects because the signal repeats every second.
+# - bframes=0: B-frames use direct prediction from a co-located picture, and a decoder that starts
+#   after a seek (ffmpeg -ss on a recording) prints "co located POCs unavailable" for them.
 # - The video is encoded into an intermediate MPEG-TS (not MKV/MP4) so x264 repeats SPS/PPS in-band
 #   before every IDR: a segment cut at any keyframe carries its own decoder configuration.
 set -euo pipefail
@@ -49,7 +51,7 @@ for spec in "${CHANNELS[@]}"; do
     -c:v libx264 -preset veryslow -profile:v main -pix_fmt yuv420p \
     -b:v 200k -maxrate 250k -bufsize 250k \
     -g "$FPS" -keyint_min "$FPS" -sc_threshold 0 -flags +cgop \
-    -x264-params "keyint=${FPS}:min-keyint=${FPS}:scenecut=0:open-gop=0:repeat-headers=1" \
+    -x264-params "keyint=${FPS}:min-keyint=${FPS}:scenecut=0:open-gop=0:repeat-headers=1:bframes=0" \
     -f mpegts "$TMP/video.ts"
 
   ffmpeg -v error -y -f lavfi \
@@ -62,9 +64,9 @@ for spec in "${CHANNELS[@]}"; do
     -f mpegts "$OUT/$name.ts"
 
   vframes=$(ffprobe -v error -select_streams v -count_packets -show_entries stream=nb_read_packets \
-    -of default=nw=1:nk=1 "$OUT/$name.ts" | head -n1 | tr -dc 0-9)
+    -of default=nw=1:nk=1 "$OUT/$name.ts" | sed -n 1p | tr -dc 0-9)
   aframes=$(ffprobe -v error -select_streams a -count_frames -show_entries stream=nb_read_frames \
-    -of default=nw=1:nk=1 "$OUT/$name.ts" | head -n1 | tr -dc 0-9)
+    -of default=nw=1:nk=1 "$OUT/$name.ts" | sed -n 1p | tr -dc 0-9)
   if [[ "$vframes" != "$FRAMES" || "$aframes" != $((LOOP * 48000 / 1024)) ]]; then
     echo "$name: expected $FRAMES video / $((LOOP * 48000 / 1024)) audio frames, got $vframes / $aframes" >&2
     exit 1

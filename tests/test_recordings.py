@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -185,18 +184,6 @@ async def test_a_stale_session_on_the_stream_logs_in_again_once(
     assert emulator.state.counters.logins_ok - logins == 1
 
 
-#: ffmpeg 5.1 input-seeks MPEG-TS to the packet before the target time whether or not it is a
-#: keyframe (mpegts_get_dts), and the h264 decoder then reports B-frames whose co-located
-#: reference lies before that point. It prints the same for a local copy of the same bytes and
-#: for the committed samples themselves, so it says nothing about the proxy; everything else does.
-_SEEK_NOISE = re.compile(
-    r"\[h264 @ 0x[0-9a-f]+\] co located POCs unavailable|\s*Last message repeated \d+ times")
-
-
-def decode_errors(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.strip() and not _SEEK_NOISE.fullmatch(line)]
-
-
 @needs_ffmpeg
 @pytest.mark.ffmpeg
 async def test_ffmpeg_seeks_into_a_recording(emulator: Emulator, proxy: TestClient[Any, Any],
@@ -206,7 +193,7 @@ async def test_ffmpeg_seeks_into_a_recording(emulator: Emulator, proxy: TestClie
     url = str(proxy.make_url(f"/recordings/{rec.id}"))
     result = await ffmpeg_decode(url, seconds=5, timeout=60, extra=("-ss", "20"))
     assert result.returncode == 0, result.stderr
-    assert decode_errors(result.stderr) == []
+    assert result.stderr.strip() == ""  # the samples have no B-frames, so a seek decodes cleanly
     assert streams(emulator) - before >= 2, "ffmpeg did not seek with a second (range) request"
     # the pictures decoded through the proxy are exactly those decoded from NextPVR itself
     nextpvr_url = f"{direct.url}/live?" + urlencode(direct.params(rec.id))
