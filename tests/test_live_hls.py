@@ -267,3 +267,12 @@ async def test_idle_stop_releases_session_to_pool(emulator: Emulator, proxy_fact
     assert emulator.state.transcodes_active == 0
     counts = Counter(emulator.state.counters.api_calls)
     assert counts["channel.transcode.stop"] == 1
+
+
+async def test_upstream_playlist_over_the_size_limit_is_502(emulator: Emulator, proxy_factory: ProxyFactory) -> None:
+    proxy = await proxy_factory(emulator, **{"hls.playlist_max_bytes": 200})
+    resp = await proxy.get(f"/live/{CHANNEL}.m3u8")
+    assert resp.status == 502
+    assert "larger than" in await resp.text()
+    async with asyncio.timeout(5):
+        await emulator.state.wait_for(lambda: emulator.state.tuners_in_use == 0, seconds=5)

@@ -242,3 +242,20 @@ async def test_broken_upstream_is_reconnected_once_for_the_viewers(
     assert stream is not None
     assert stream.connections == 2
     resp.close()
+
+
+async def test_nextpvr_ending_the_stream_ends_it_for_every_viewer(
+    emulator: Emulator, proxy: TestClient[Any, Any]
+) -> None:
+    viewers = [await proxy.get(f"/live/{CHANNEL}.ts") for _ in range(3)]
+    for resp in viewers:
+        assert resp.status == 200
+        await resp.content.readany()
+    assert emulator.state.end_live_streams() == 1
+    async with asyncio.timeout(10):
+        for resp in viewers:
+            await resp.read()  # a clean end: the body finishes without an error
+    manager = ts_manager(proxy)
+    async with asyncio.timeout(5):
+        await manager.wait_for(lambda: manager.get(CHANNEL) is None)
+    assert emulator.state.counters.live_opened == 1  # a clean end is not reconnected

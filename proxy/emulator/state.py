@@ -347,6 +347,13 @@ class EmulatorState:
             self.counters.live_closed += 1
         self.changed()
 
+    def end_live_streams(self) -> int:
+        """NextPVR ends every live channel stream cleanly (the body finishes; no reset)."""
+        handles = list(self.live.values())
+        for handle in handles:
+            self.close_live(handle)
+        return len(handles)
+
     def renew(self, sid: str) -> bool:
         """channel.transcode.lease: renew whatever this session is streaming."""
         now = time.monotonic()

@@ -219,6 +219,9 @@ class Transcode:
         except BaseException as exc:
             self.state = State.FAILED
             self.error = exc if isinstance(exc, ProxyError) else None
+            if self.session is not None and self.generation:
+                # initiated but unusable (a garbage or oversized playlist...): free the tuner now
+                await asyncio.shield(self._m.client.transcode_stop(self.session, self.key.kind))
             await self._release()
             if self._m.metrics is not None:
                 reason = exc.reason if isinstance(exc, ProxyError) else "error"
