@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time set-up on Debian 12 with Python 3.11, safe to run again: system packages the tests and
 # benchmarks drive (ffmpeg as a real player, promtool to check the metrics, nginx as the benchmark
-# baseline), then a virtualenv in .venv with the project and its test/dev extras.
+# baseline, wrk as the benchmark load generator), then a virtualenv in .venv with the project and its
+# test/dev extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -26,4 +28,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[dev]"
-echo "setup: done (.venv ready; ffmpeg, promtool and nginx installed)" >&2
+echo "setup: done (.venv ready; ffmpeg, promtool, nginx and wrk installed)" >&2
