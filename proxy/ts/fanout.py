@@ -44,8 +44,10 @@ log = logging.getLogger("proxy.ts")
 Opener = Callable[[], Awaitable[UpstreamBody]]
 #: how long a viewer waits for a keyframe before it starts at any packet boundary
 _KEYFRAME_WAIT = 3.0
-#: most bytes handed to one write() call; bigger batches only add copying
-_WRITE_BATCH = 256 * 1024
+#: most bytes handed to one write() call. Only a viewer that lags has more than one chunk queued, and
+#: what its socket cannot take stays in its transport's buffer: 200 slow viewers (1 Mbit/s, MSS 1448)
+#: held ~60 MB more at 256 KiB than at 32 KiB (benchmarks/README.md, "slow viewers")
+_WRITE_BATCH = 32 * 1024
 
 
 class EndReason(enum.Enum):
@@ -194,7 +196,7 @@ class ChannelStream:
         viewer = Viewer(self._config.viewer_buffer_bytes, self._overflow)
         self.viewers.add(viewer)
         if self._have_keyframe and self._gop_bytes + 2 * 188 <= viewer.limit:
-            self._start_viewer(viewer, b"".join(self._gop))
+            self._start_viewer(viewer, *self._gop)
         if self._metrics is not None:
             self._metrics.viewers.labels("ts").inc()
         self._on_change()
@@ -227,11 +229,14 @@ class ChannelStream:
             self._metrics.slow_viewers.labels("ts").inc()
         self._on_change()
 
-    def _start_viewer(self, viewer: Viewer, data: bytes) -> None:
+    def _start_viewer(self, viewer: Viewer, *parts: bytes) -> None:
         pat, pmt = self._analyzer.pat, self._analyzer.pmt
-        head = (pat or b"") + (pmt or b"")
         viewer.started = True
-        viewer.push(head + data)
+        # the GOP's chunks are shared by every viewer's queue: joining them cost each new viewer a
+        # private copy of up to a whole GOP (~1.3 MB at 5 Mbit/s), held until it was sent
+        viewer.push((pat or b"") + (pmt or b""))
+        for part in parts:
+            viewer.push(part)
 
     @property
     def buffered_bytes(self) -> int:
