@@ -9,9 +9,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy.config import Config
+from proxy.hls.manager import TranscodeManager
 from proxy.hls.segments import SegmentCache
 from proxy.hls.tokens import TokenSigner
-from proxy.hls.transcode import TranscodeManager
 from proxy.keys import (
     CHANNELS_KEY,
     CLIENT_KEY,

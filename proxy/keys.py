@@ -6,9 +6,9 @@ import aiohttp
 from aiohttp import web
 
 from proxy.config import Config
+from proxy.hls.manager import TranscodeManager
 from proxy.hls.segments import SegmentCache
 from proxy.hls.tokens import TokenSigner
-from proxy.hls.transcode import TranscodeManager
 from proxy.lineup.channels import ChannelDirectory
 from proxy.metrics import Metrics
 from proxy.nextpvr.client import NextPVRClient

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.emulator import Emulator
-from proxy.hls.transcode import TranscodeManager
+from proxy.hls.manager import TranscodeManager
 from proxy.keys import TRANSCODES_KEY
 from tests.conftest import EmulatorFactory, ProxyFactory
 from tests.players import PlayerLog, ffmpeg_decode, needs_ffmpeg, play_hls

@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.emulator import Emulator
-from proxy.hls.transcode import TranscodeManager
+from proxy.hls.manager import TranscodeManager
 from proxy.keys import HTTP_KEY, SEGMENTS_KEY, TRANSCODES_KEY, TS_KEY
 from proxy.ts.fanout import LiveTSManager
 from tests.conftest import EmulatorFactory, ProxyFactory

@@ -37,31 +37,31 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from yarl import URL
 
-from proxy.config import Config
 from proxy.errors import (
     NextPVRError,
     NextPVRUnparseable,
     NotFound,
     NoTunerAvailable,
     ProxyError,
-    ServiceUnavailable,
     SessionExpired,
     TranscodeFailed,
 )
 from proxy.hls.rewrite import PlaylistError, PlaylistInfo, UriKind, UriSite, iter_rewrite
-from proxy.hls.segments import SegmentCache, SegmentEntry
+from proxy.hls.segments import SegmentEntry
 from proxy.hls.stitch import Block, LivePlaylist, SequenceReset, split_media_playlist
-from proxy.hls.tokens import ProxyUrlMapper, Target, TokenError, TokenSigner
-from proxy.metrics import Metrics
-from proxy.nextpvr.client import NextPVRClient, UpstreamStream
+from proxy.hls.tokens import ProxyUrlMapper, Target, TokenError
+from proxy.nextpvr.client import UpstreamStream
 from proxy.nextpvr.parse import is_session_error, parse_envelope
 from proxy.nextpvr.session import NextPVRSession
 
-__all__ = ["Transcode", "TranscodeKey", "TranscodeManager"]
+__all__ = ["State", "Transcode", "TranscodeKey"]
+
+if TYPE_CHECKING:
+    from proxy.hls.manager import TranscodeManager
 
 log = logging.getLogger("proxy.hls")
 
@@ -115,15 +115,6 @@ class _MediaRecorder:
         if site.tag is None and site.kind is UriKind.MEDIA:
             self.media.append(out or "")
         return out
-
-
-@dataclass(slots=True)
-class _VodMap:
-    """Which segment index each proxy path of one VOD generation stands for."""
-
-    scope: str
-    index_of: dict[str, int]
-    paths: list[str]
 
 
 class Transcode:
@@ -461,7 +452,7 @@ class Transcode:
         if info.endlist:
             # a finished recording: a VOD playlist that never changes; segments are found by index
             self.is_vod = True
-            self._m.remember_vod(self.generation, _VodMap(self.scope, {}, []), recorder.media)
+            self._m.remember_vod(self.generation, self.scope, recorder.media)
             self.vod = rewritten.encode()
             return
         try:
@@ -489,109 +480,3 @@ class Transcode:
                 continue
             key = (self.scope, target.generation, target.path_query)
             self._m.cache.prefetch(key, functools.partial(self._open, target))
-
-
-class TranscodeManager:
-    """Scope -> running transcode; starts are single-flight; bounded by the session pool."""
-
-    def __init__(self, config: Config, client: NextPVRClient, signer: TokenSigner, cache: SegmentCache, *,
-                 metrics: Metrics | None = None) -> None:
-        self.config = config
-        self.client = client
-        self.signer = signer
-        self.cache = cache
-        self.metrics = metrics
-        self.origins = [config.nextpvr.base_url.rstrip("/"), *config.nextpvr.extra_origins]
-        self._running: dict[str, Transcode] = {}
-        self._starting: dict[str, asyncio.Future[Transcode]] = {}
-        self._vod_maps: OrderedDict[int, _VodMap] = OrderedDict()
-        self._closing = False
-        self._changed = asyncio.Event()
-
-    def _notify(self) -> None:
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
-
-    async def wait_for(self, predicate: Callable[[], bool]) -> None:
-        """Wait until ``predicate()`` holds after some transcode started or stopped (bound it
-        with ``asyncio.timeout``)."""
-        while not predicate():
-            await self._changed.wait()
-
-    def running(self) -> list[Transcode]:
-        return list(self._running.values())
-
-    def find(self, scope: str) -> Transcode | None:
-        return self._running.get(scope)
-
-    async def get(self, key: TranscodeKey) -> Transcode:
-        """The running transcode for ``key``, started now if needed (single-flight)."""
-        if self._closing:
-            raise ServiceUnavailable("the proxy is shutting down")
-        scope = key.scope
-        running = self._running.get(scope)
-        if running is not None and running.state not in (State.FAILED, State.STOPPED):
-            return running
-        pending = self._starting.get(scope)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Transcode] = asyncio.get_running_loop().create_future()
-        self._starting[scope] = future
-        transcode = Transcode(key, self)
-        try:
-            await transcode.start()
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                future.set_exception(exc)
-                future.exception()
-            else:
-                future.cancel()
-            raise
-        finally:
-            self._starting.pop(scope, None)
-        self._running[scope] = transcode
-        self._notify()
-        future.set_result(transcode)
-        log.info("%s: transcode running (generation %d)", scope, transcode.generation)
-        return transcode
-
-    def _forget(self, transcode: Transcode) -> None:
-        if self._running.get(transcode.scope) is transcode:
-            del self._running[transcode.scope]
-            self._notify()
-
-    # -- VOD segment indexes, shared across generations ---------------------------
-    def remember_vod(self, generation: int, vod: _VodMap, media: list[str]) -> None:
-        for index, proxy_url in enumerate(media):
-            parts = proxy_url.split("/")
-            if len(parts) >= 4:
-                vod.index_of[parts[3]] = index
-                vod.paths.append(parts[3])
-            else:
-                vod.paths.append("")
-        self._vod_maps[generation] = vod
-        while len(self._vod_maps) > 8:
-            self._vod_maps.popitem(last=False)
-
-    def vod_map(self, generation: int) -> _VodMap | None:
-        return self._vod_maps.get(generation)
-
-    def vod_index(self, target: Target) -> int | None:
-        vod = self._vod_maps.get(target.generation)
-        if vod is None:
-            return None
-        token = self.signer.sign(vod.scope, target)
-        return vod.index_of.get(token)
-
-    async def close(self) -> None:
-        """Stop every transcode (frees NextPVR's tuners)."""
-        self._closing = True
-        await asyncio.gather(*(t.stop("shutdown") for t in list(self._running.values())),
-                             return_exceptions=True)
-
-    def stats(self) -> dict[str, object]:
-        return {
-            t.scope: {"state": t.state.value, "generation": t.generation, "viewers": t.viewer_count(),
-                      "media_sequence": t.live.media_sequence}
-            for t in self._running.values()
-        }

@@ -1,0 +1,148 @@
+"""The registry of running transcodes: scope -> :class:`Transcode`.
+
+Starting is single-flight (concurrent first viewers of a channel share one start) and
+bounded by the NextPVR session pool. The manager also remembers, for the last few VOD
+(recording) generations, which segment index each proxy URL stands for: a VOD player never
+reloads its playlist, so after the transcode restarts its old URLs are mapped by index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from proxy.config import Config
+from proxy.errors import ServiceUnavailable
+from proxy.hls.segments import SegmentCache
+from proxy.hls.tokens import Target, TokenSigner
+from proxy.hls.transcode import State, Transcode, TranscodeKey
+from proxy.metrics import Metrics
+from proxy.nextpvr.client import NextPVRClient
+
+__all__ = ["TranscodeManager"]
+
+log = logging.getLogger("proxy.hls")
+#: VOD generations whose index maps are kept (each is one dict of up to a playlist's segments)
+_VOD_GENERATIONS = 8
+
+
+@dataclass(slots=True)
+class _VodMap:
+    """Which segment index each proxy path of one VOD generation stands for."""
+
+    scope: str
+    index_of: dict[str, int]
+    paths: list[str]
+
+
+
+class TranscodeManager:
+    """Scope -> running transcode; starts are single-flight; bounded by the session pool."""
+
+    def __init__(self, config: Config, client: NextPVRClient, signer: TokenSigner, cache: SegmentCache, *,
+                 metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.client = client
+        self.signer = signer
+        self.cache = cache
+        self.metrics = metrics
+        self.origins = [config.nextpvr.base_url.rstrip("/"), *config.nextpvr.extra_origins]
+        self._running: dict[str, Transcode] = {}
+        self._starting: dict[str, asyncio.Future[Transcode]] = {}
+        self._vod_maps: OrderedDict[int, _VodMap] = OrderedDict()
+        self._closing = False
+        self._changed = asyncio.Event()
+
+    def _notify(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds after some transcode started or stopped (bound it
+        with ``asyncio.timeout``)."""
+        while not predicate():
+            await self._changed.wait()
+
+    def running(self) -> list[Transcode]:
+        return list(self._running.values())
+
+    def find(self, scope: str) -> Transcode | None:
+        return self._running.get(scope)
+
+    async def get(self, key: TranscodeKey) -> Transcode:
+        """The running transcode for ``key``, started now if needed (single-flight)."""
+        if self._closing:
+            raise ServiceUnavailable("the proxy is shutting down")
+        scope = key.scope
+        running = self._running.get(scope)
+        if running is not None and running.state not in (State.FAILED, State.STOPPED):
+            return running
+        pending = self._starting.get(scope)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Transcode] = asyncio.get_running_loop().create_future()
+        self._starting[scope] = future
+        transcode = Transcode(key, self)
+        try:
+            await transcode.start()
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                future.set_exception(exc)
+                future.exception()
+            else:
+                future.cancel()
+            raise
+        finally:
+            self._starting.pop(scope, None)
+        self._running[scope] = transcode
+        self._notify()
+        future.set_result(transcode)
+        log.info("%s: transcode running (generation %d)", scope, transcode.generation)
+        return transcode
+
+    def _forget(self, transcode: Transcode) -> None:
+        if self._running.get(transcode.scope) is transcode:
+            del self._running[transcode.scope]
+            self._notify()
+
+    # -- VOD segment indexes, shared across generations ---------------------------
+    def remember_vod(self, generation: int, scope: str, media: list[str]) -> None:
+        """Record which segment index each proxy URL of a VOD playlist stands for, so a player
+        holding an old playlist still gets the right segment after the transcode restarted."""
+        vod = _VodMap(scope, {}, [])
+        for index, proxy_url in enumerate(media):
+            parts = proxy_url.split("/")
+            if len(parts) >= 4:
+                vod.index_of[parts[3]] = index
+                vod.paths.append(parts[3])
+            else:
+                vod.paths.append("")
+        self._vod_maps[generation] = vod
+        while len(self._vod_maps) > _VOD_GENERATIONS:
+            self._vod_maps.popitem(last=False)
+
+    def vod_map(self, generation: int) -> _VodMap | None:
+        return self._vod_maps.get(generation)
+
+    def vod_index(self, target: Target) -> int | None:
+        vod = self._vod_maps.get(target.generation)
+        if vod is None:
+            return None
+        token = self.signer.sign(vod.scope, target)
+        return vod.index_of.get(token)
+
+    async def close(self) -> None:
+        """Stop every transcode (frees NextPVR's tuners)."""
+        self._closing = True
+        await asyncio.gather(*(t.stop("shutdown") for t in list(self._running.values())),
+                             return_exceptions=True)
+
+    def stats(self) -> dict[str, object]:
+        return {
+            t.scope: {"state": t.state.value, "generation": t.generation, "viewers": t.viewer_count(),
+                      "media_sequence": t.live.media_sequence}
+            for t in self._running.values()
+        }
