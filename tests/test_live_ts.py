@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from proxy.emulator import Emulator
 from proxy.emulator.data import channel_by_oid
 from proxy.keys import METRICS_KEY, TS_KEY
-from proxy.media.ts import StreamAnalyzer
+from proxy.media.analyzer import StreamAnalyzer
 from proxy.ts.fanout import LiveTSManager
 from tests.conftest import EmulatorFactory, ProxyFactory, app_config
 from tests.players import ffprobe_codecs, needs_ffmpeg

@@ -1,7 +1,7 @@
 """proxy.media.library: the committed samples as an endless, seamlessly looped, segmented stream.
 
 The decoding checks use the real ffmpeg/ffprobe; continuity counters, PCR and the segment layout are
-checked with a small parser written here, independent of proxy.media.ts.
+checked with a small parser written here, independent of proxy.media.packets.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def assert_frame_exact_timeline(packets: dict[str, list[dict[str, Any]]], video:
 
 
 class Packet:
-    """Just enough of an MPEG-TS packet header, parsed independently of proxy.media.ts."""
+    """Just enough of an MPEG-TS packet header, parsed independently of proxy.media.packets."""
 
     def __init__(self, raw: bytes) -> None:
         assert len(raw) == 188

@@ -1,4 +1,7 @@
-"""proxy.media.ts: packet parsing, alignment, PSI/keyframe discovery, timestamp and CC rewriting."""
+"""MPEG-TS helpers: packet parsing, alignment, PSI/keyframe discovery, timestamp and CC rewriting.
+
+Covers proxy.media.packets, proxy.media.psi, proxy.media.analyzer and proxy.media.timestamps.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.media.ts import (
+from proxy.media.analyzer import StreamAnalyzer
+from proxy.media.packets import PACKET_SIZE, PacketAligner, packet_pid, parse_header, payload_offset
+from proxy.media.psi import crc32_mpeg, parse_pat, parse_pmt
+from proxy.media.timestamps import (
     FIELD_PCR,
-    PACKET_SIZE,
     TIMESTAMP_MODULUS,
     ContinuityRewriter,
-    PacketAligner,
-    StreamAnalyzer,
     add_continuity,
-    crc32_mpeg,
-    packet_pid,
-    parse_header,
-    parse_pat,
-    parse_pmt,
-    payload_offset,
     pes_timestamps,
     read_pcr,
     read_pes_timestamp,

@@ -19,16 +19,13 @@ from typing import Any, Final
 
 from cachetools import LRUCache
 
-from proxy.media.ts import (
+from proxy.media.analyzer import StreamAnalyzer
+from proxy.media.packets import PACKET_SIZE, PAT_PID, SYNC, packet_pid
+from proxy.media.timestamps import (
     CLOCK_HZ,
-    PACKET_SIZE,
-    PAT_PID,
-    SYNC,
     ContinuityRewriter,
-    StreamAnalyzer,
     TimestampField,
     add_continuity,
-    packet_pid,
     pes_timestamps,
     shift_timestamps,
     timestamp_fields,
