@@ -34,7 +34,8 @@ from typing import Any
 from proxy.config import TSConfig
 from proxy.errors import NextPVRError, NextPVRTimeout, ProxyError, ServiceUnavailable
 from proxy.hls.segments import UpstreamBody
-from proxy.media.ts import PacketAligner, StreamAnalyzer
+from proxy.media.analyzer import StreamAnalyzer
+from proxy.media.packets import PacketAligner
 from proxy.metrics import Metrics
 
 __all__ = ["ChannelStream", "LiveTSManager", "Viewer"]
