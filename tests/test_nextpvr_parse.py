@@ -8,13 +8,11 @@ import pytest
 
 from proxy.errors import NextPVRUnparseable
 from proxy.nextpvr.auth import login_hash
+from proxy.nextpvr.envelope import Envelope, is_session_error, parse_envelope
 from proxy.nextpvr.models import RecordingStatus
 from proxy.nextpvr.parse import (
-    Envelope,
-    is_session_error,
     parse_channel_groups,
     parse_channels,
-    parse_envelope,
     parse_initiate,
     parse_listings,
     parse_login,

@@ -53,6 +53,7 @@ from proxy.errors import (
     UpstreamTooLarge,
 )
 from proxy.log import register_secret
+from proxy.nextpvr.envelope import Envelope, is_session_error, parse_envelope, safe_message
 from proxy.nextpvr.models import (
     Channel,
     ChannelGroup,
@@ -63,17 +64,13 @@ from proxy.nextpvr.models import (
     TranscodeStatus,
 )
 from proxy.nextpvr.parse import (
-    Envelope,
-    is_session_error,
     parse_channel_groups,
     parse_channels,
-    parse_envelope,
     parse_listings,
     parse_recordings,
     parse_settings,
     parse_system_status,
     parse_transcode_status,
-    safe_message,
 )
 from proxy.nextpvr.session import NextPVRSession, SessionPool
 

@@ -26,7 +26,8 @@ from typing import Protocol
 from proxy.errors import LoginRefused, NextPVRError, NextPVRFailed, ServiceUnavailable, SessionPoolExhausted
 from proxy.log import register_secret
 from proxy.nextpvr.auth import login_hash
-from proxy.nextpvr.parse import Envelope, parse_initiate, parse_login, safe_message
+from proxy.nextpvr.envelope import Envelope, safe_message
+from proxy.nextpvr.parse import parse_initiate, parse_login
 
 __all__ = ["NextPVRSession", "SessionPool", "SessionTransport"]
 
