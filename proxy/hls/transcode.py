@@ -55,7 +55,7 @@ from proxy.hls.segments import SegmentEntry
 from proxy.hls.stitch import Block, LivePlaylist, SequenceReset, split_media_playlist
 from proxy.hls.tokens import ProxyUrlMapper, Target, TokenError
 from proxy.nextpvr.client import UpstreamStream
-from proxy.nextpvr.parse import is_session_error, parse_envelope
+from proxy.nextpvr.envelope import is_session_error, parse_envelope
 from proxy.nextpvr.session import NextPVRSession
 
 __all__ = ["State", "Transcode", "TranscodeKey"]
