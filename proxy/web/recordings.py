@@ -38,7 +38,7 @@ from proxy.recordings.files import RecordingFiles
 from proxy.recordings.ranges import parse_range
 from proxy.web.live_hls import profile_of, serve_transcode_playlist
 from proxy.web.local_file import TS_TYPE, send_local_file
-from proxy.web.relay import send
+from proxy.web.relay import RELAY_CHUNK, send
 
 __all__ = ["RECORDINGS_KEY", "RecordingLookup", "Recordings", "setup", "upstream_range"]
 
@@ -156,7 +156,7 @@ async def _relay(request: web.Request, stream: UpstreamStream, *, growing: bool)
             metrics.upstream_streams.labels("recording").inc()
             metrics.viewers.labels("recording").inc()
         try:
-            async for chunk in stream.iter_chunks():
+            async for chunk in stream.iter_chunks(RELAY_CHUNK):
                 await send(request, resp, chunk)
                 if metrics is not None:
                     metrics.sent_bytes.labels("recording").inc(len(chunk))
