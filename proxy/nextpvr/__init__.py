@@ -8,9 +8,6 @@ from proxy.nextpvr.client import (
     NextPVRClient,
     RecordingFilter,
     TranscodeKind,
-    UpstreamStream,
-    iter_body,
-    read_limited,
 )
 from proxy.nextpvr.models import (
     Channel,
@@ -25,6 +22,7 @@ from proxy.nextpvr.models import (
     TranscodeStatus,
 )
 from proxy.nextpvr.session import NextPVRSession, SessionPool
+from proxy.nextpvr.streams import UpstreamStream, iter_body, read_limited
 
 __all__ = [
     "OUTCOMES",

@@ -1,7 +1,8 @@
-"""NextPVRClient: API calls, transcode control and stream opening.
+"""NextPVRClient: API calls, transcode control, stream URLs and stream opening.
 
-This module is the only place where aiohttp client exceptions and timeouts are
-caught. They leave it as :mod:`proxy.errors` exceptions, chained with ``from``:
+This module and :mod:`proxy.nextpvr.streams` (which opens streams and reads bodies for
+it) are the only places where aiohttp client exceptions and timeouts are caught. They
+leave them as :mod:`proxy.errors` exceptions, chained with ``from``:
 
 - connection refused, reset, DNS, broken body     -> :class:`NextPVRUnreachable`
 - connect or read timeout, API total timeout       -> :class:`NextPVRTimeout`
@@ -22,11 +23,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Literal, Protocol
 from urllib.parse import quote
 
@@ -37,16 +36,11 @@ from yarl import URL
 from proxy.config import NextPVRConfig
 from proxy.errors import (
     BadRequest,
-    ChannelNotFound,
     NextPVRError,
     NextPVRFailed,
     NextPVRTimeout,
     NextPVRUnparseable,
     NextPVRUnreachable,
-    NotFound,
-    NoTunerAvailable,
-    ProxyError,
-    RangeNotSatisfiable,
     RecordingNotFound,
     SessionExpired,
     TranscodeFailed,
@@ -73,6 +67,7 @@ from proxy.nextpvr.parse import (
     parse_transcode_status,
 )
 from proxy.nextpvr.session import NextPVRSession, SessionPool
+from proxy.nextpvr.streams import UpstreamStream, open_stream, read_limited
 
 __all__ = [
     "OUTCOMES",
@@ -80,9 +75,6 @@ __all__ = [
     "NextPVRClient",
     "RecordingFilter",
     "TranscodeKind",
-    "UpstreamStream",
-    "iter_body",
-    "read_limited",
 ]
 
 log = logging.getLogger("proxy.nextpvr")
@@ -97,11 +89,6 @@ ParamValue = str | int | float | bool
 #: an API answer larger than this is refused; a whole EPG for one channel is a few MB
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 _MAX_ICON_BYTES = 4 * 1024 * 1024
-#: how much of an error body is read to tell "no tuner" from other 404s
-_ERROR_PEEK_BYTES = 4096
-_STREAM_CHUNK = 64 * 1024
-_NO_TUNER = re.compile(rb"no\s+tuner", re.IGNORECASE)
-_CONTENT_RANGE_SIZE = re.compile(r"\*/(\d+)")
 _IMAGE_MAGIC = (
     (b"\x89PNG", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -124,76 +111,6 @@ class _HTTPStatusError(NextPVRFailed):
     def __init__(self, method: str, status: int) -> None:
         super().__init__(f"NextPVR answered {method} with HTTP {status}")
         self.http_status = status
-
-
-# -- bodies ------------------------------------------------------------------------
-
-
-async def iter_body(resp: aiohttp.ClientResponse, chunk_size: int = _STREAM_CHUNK) -> AsyncIterator[bytes]:
-    """The body of ``resp`` in chunks of at most ``chunk_size``; failures become ProxyErrors.
-
-    A body that breaks off (reset, truncated Content-Length) raises NextPVRUnreachable;
-    a silence longer than ``sock_read`` raises NextPVRTimeout. A clean end just stops.
-    """
-    while True:
-        try:
-            chunk = await resp.content.read(chunk_size)
-        except TimeoutError as exc:
-            raise NextPVRTimeout("NextPVR stopped sending data") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise NextPVRUnreachable(f"the connection to NextPVR broke ({type(exc).__name__})") from exc
-        if not chunk:
-            return
-        yield chunk
-
-
-async def read_limited(resp: aiohttp.ClientResponse, max_bytes: int, *, what: str = "answer") -> bytes:
-    """The whole body of ``resp``, refusing more than ``max_bytes`` (UpstreamTooLarge)."""
-    if resp.content_length is not None and resp.content_length > max_bytes:
-        raise UpstreamTooLarge(f"NextPVR's {what} is larger than {max_bytes} bytes")
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in iter_body(resp):
-        size += len(chunk)
-        if size > max_bytes:
-            raise UpstreamTooLarge(f"NextPVR's {what} is larger than {max_bytes} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-class UpstreamStream:
-    """An open NextPVR stream response (``/live``, transcode playlists and segments).
-
-    Use as ``async with await client.open_stream(url) as stream`` or call :meth:`close`.
-    Reading goes through :meth:`iter_chunks` / :meth:`read`, which raise ProxyErrors.
-    """
-
-    __slots__ = ("content_length", "content_type", "headers", "response", "status")
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self.response = response
-        self.status: int = response.status
-        self.content_type: str = response.headers.get(hdrs.CONTENT_TYPE, "application/octet-stream")
-        self.content_length: int | None = response.content_length
-        self.headers = response.headers
-
-    def iter_chunks(self, chunk_size: int = _STREAM_CHUNK) -> AsyncIterator[bytes]:
-        return iter_body(self.response, chunk_size)
-
-    async def read(self, max_bytes: int) -> bytes:
-        return await read_limited(self.response, max_bytes, what="stream")
-
-    async def close(self) -> None:
-        # an unfinished body closes the connection instead of returning it to the pool
-        self.response.release()
-
-    async def __aenter__(self) -> UpstreamStream:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,39 +457,8 @@ class NextPVRClient:
         if read_timeout is not None:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout.sock_connect,
                                             sock_read=read_timeout)
-        try:
-            resp = await self._http.get(url, headers=headers, timeout=timeout, allow_redirects=False)
-        except TimeoutError as exc:
-            raise NextPVRTimeout("NextPVR did not start the stream in time") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise NextPVRUnreachable(f"could not reach NextPVR for a stream ({type(exc).__name__})") from exc
-        if 200 <= resp.status < 300:
-            return UpstreamStream(resp)
-        try:
-            raise await self._stream_error(resp, url)
-        finally:
-            resp.release()
-
-    async def _stream_error(self, resp: aiohttp.ClientResponse, url: URL) -> ProxyError:
-        status = resp.status
-        if status == 404:
-            try:
-                peek = await resp.content.read(_ERROR_PEEK_BYTES)
-            except (TimeoutError, aiohttp.ClientError, OSError):
-                peek = b""
-            if _NO_TUNER.search(peek):
-                return NoTunerAvailable(retry_after=self._config.no_tuner_retry_after)
-            query = url.query
-            if "recording" in query:
-                return RecordingNotFound("NextPVR does not have this recording")
-            if {"channeloid", "channel_id", "channel"} & query.keys():
-                return ChannelNotFound("NextPVR does not know this channel")
-            return NotFound("NextPVR does not have this stream")
-        if status == 416:
-            m = _CONTENT_RANGE_SIZE.search(resp.headers.get(hdrs.CONTENT_RANGE, ""))
-            if m:
-                return RangeNotSatisfiable(int(m.group(1)))
-        return NextPVRFailed(f"NextPVR answered a stream request with HTTP {status}")
+        return await open_stream(self._http, url, client_timeout=timeout, headers=headers,
+                                 no_tuner_retry_after=self._config.no_tuner_retry_after)
 
 
 def _image_type(raw: _Raw) -> str | None:
