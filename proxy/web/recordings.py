@@ -32,8 +32,9 @@ from cachetools import TTLCache
 from proxy.errors import NextPVRFailed, ProxyError, RangeNotSatisfiable, RecordingNotFound
 from proxy.hls.transcode import TranscodeKey
 from proxy.keys import CLIENT_KEY, CONFIG_KEY, METRICS_KEY
-from proxy.nextpvr.client import NextPVRClient, UpstreamStream
+from proxy.nextpvr.client import NextPVRClient
 from proxy.nextpvr.models import Recording, RecordingStatus
+from proxy.nextpvr.streams import UpstreamStream
 from proxy.recordings.files import RecordingFiles
 from proxy.recordings.ranges import parse_range
 from proxy.web.live_hls import profile_of, serve_transcode_playlist

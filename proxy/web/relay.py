@@ -17,7 +17,7 @@ from aiohttp import hdrs, web
 from proxy.errors import ProxyError
 from proxy.hls.segments import SegmentEntry
 from proxy.keys import CONFIG_KEY, METRICS_KEY
-from proxy.nextpvr.client import UpstreamStream
+from proxy.nextpvr.streams import UpstreamStream
 from proxy.recordings.ranges import parse_range
 
 __all__ = ["RELAY_CHUNK", "content_type_for", "relay_upstream", "send", "send_bytes_range", "send_entry"]
