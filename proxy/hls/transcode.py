@@ -54,9 +54,9 @@ from proxy.hls.rewrite import PlaylistError, PlaylistInfo, UriKind, UriSite, ite
 from proxy.hls.segments import SegmentEntry
 from proxy.hls.stitch import Block, LivePlaylist, SequenceReset, split_media_playlist
 from proxy.hls.tokens import ProxyUrlMapper, Target, TokenError
-from proxy.nextpvr.client import UpstreamStream
 from proxy.nextpvr.envelope import is_session_error, parse_envelope
 from proxy.nextpvr.session import NextPVRSession
+from proxy.nextpvr.streams import UpstreamStream
 
 __all__ = ["State", "Transcode", "TranscodeKey"]
 
