@@ -448,8 +448,28 @@ class Workspace:
             return Counter(line.strip() for line in f.read().decode().splitlines() if line.strip())
 
 
+def proxy_source(spec: str | Path, tmp: Path) -> Path:
+    """The directory whose ``proxy`` package is run: ``spec`` itself, or for ``git:REV`` that commit's
+    ``proxy/`` exported into ``tmp`` (so uncommitted work in the checkout does not leak in)."""
+    text = str(spec)
+    if text.startswith("git:"):
+        rev = text[4:] or "HEAD"
+        dest = tmp / f"src-{rev.replace('/', '_')}"
+        dest.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "proxy"], capture_output=True,
+                                 timeout=60, check=False)
+        if archive.returncode != 0:
+            raise BenchError(f"git archive {rev}: {archive.stderr.decode(errors='replace').strip()}")
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, timeout=60, check=True)
+        return dest
+    path = Path(text).resolve()
+    if not (path / "proxy" / "__main__.py").exists():
+        raise BenchError(f"no proxy package in {path}")
+    return path
+
+
 @contextlib.contextmanager
-def workspace(*, keep: bool = False, proxy_src: Path = ROOT) -> Iterator[Workspace]:
+def workspace(*, keep: bool = False, proxy_src: str | Path = ROOT) -> Iterator[Workspace]:
     """Build everything in a temporary directory; tear it all down (processes, files) on exit."""
     with contextlib.ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="nextpvr-bench-"))
@@ -480,9 +500,7 @@ def workspace(*, keep: bool = False, proxy_src: Path = ROOT) -> Iterator[Workspa
         baseline = start_nginx("baseline", "baseline.conf", tmp, {
             "UPSTREAM_PORT": str(upstream.port), "STATIC": str(static)})
         stack.callback(baseline.proc.stop)
-        if not (proxy_src / "proxy" / "__main__.py").exists():
-            raise BenchError(f"no proxy package in {proxy_src}")
-        ws = Workspace(tmp, media, emulator_port, upstream, baseline, stack, proxy_src.resolve())
+        ws = Workspace(tmp, media, emulator_port, upstream, baseline, stack, proxy_source(proxy_src, tmp))
         yield ws
 
 

@@ -166,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, help="runs per measurement (default 5, quick 1)")
     p.add_argument("--loops", help="event loops, comma-separated (default asyncio,uvloop; quick asyncio)")
     p.add_argument("--profile", action="store_true", help="py-spy the proxy during one run of each case")
-    p.add_argument("--proxy-src", type=Path, default=ROOT,
-                   help="directory holding the proxy package to measure (default: this checkout)")
+    p.add_argument("--proxy-src", default=str(ROOT),
+                   help="the proxy to measure: a directory holding the proxy package, or git:REV for a "
+                        "commit of this repository (e.g. git:HEAD, without uncommitted changes); default: "
+                        "this checkout as it is")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     p.add_argument("--json", type=Path, default=HERE / "results" / "latest.json", help="where to write the results")
     args = p.parse_args(argv)
