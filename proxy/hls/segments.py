@@ -47,7 +47,7 @@ class UpstreamBody(Protocol):
     content_type: str
     content_length: int | None
 
-    def iter_chunks(self) -> AsyncIterator[bytes]: ...
+    def iter_chunks(self, chunk_size: int = ...) -> AsyncIterator[bytes]: ...
 
     async def close(self) -> None: ...
 
@@ -58,6 +58,10 @@ Opener = Callable[[int], Awaitable[UpstreamBody]]
 _RETRYABLE = (NextPVRUnreachable, NextPVRTimeout, NextPVRFailed)
 _RETRIES = 2
 _RETRY_DELAY = 0.1
+#: size of the pieces a segment is read (and later written to every viewer) in: each piece costs every
+#: viewer one write, send() and timeout; 256 KiB against 64 KiB: 200 viewers of one channel got ~1.35x
+#: the MB/s (benchmarks/README.md, "live fan-out")
+_READ_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +257,7 @@ class SegmentCache:
                     entry.head = SegmentHead(body.content_type, body.content_length)
                     entry._notify()
                 skip = offset if body.status == 200 else 0  # upstream ignored the Range: drop what we have
-                async for chunk in body.iter_chunks():
+                async for chunk in body.iter_chunks(_READ_CHUNK):
                     if skip:
                         cut = min(skip, len(chunk))
                         chunk, skip = chunk[cut:], skip - cut
