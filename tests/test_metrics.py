@@ -85,6 +85,7 @@ async def test_counters_move_with_playback(emulator: Emulator, proxy: TestClient
     assert value(s, "nextpvr_proxy_segment_cache_bytes") > 0
     assert value(s, "nextpvr_proxy_playlist_rewrite_duration_seconds_count") >= 1
     assert value(s, "nextpvr_proxy_active_upstream_streams", kind="hls_transcode") == 1
+    assert value(s, "nextpvr_proxy_active_viewers", kind="hls") == 1
     assert value(s, "nextpvr_proxy_tuners_in_use") >= 1
     assert value(s, "nextpvr_proxy_errors_total", reason="channel_not_found") == 1
 

@@ -107,6 +107,13 @@ class TranscodeManager:
         if self._running.get(transcode.scope) is transcode:
             del self._running[transcode.scope]
             self._notify()
+            self.count_viewers()
+
+    def count_viewers(self) -> None:
+        """HLS is stateless: a viewer is a client that asked for a playlist within the last few
+        target durations. Sets the ``hls`` viewer gauge (live channels and recording HLS)."""
+        if self.metrics is not None:
+            self.metrics.viewers.labels("hls").set(sum(t.viewer_count() for t in self._running.values()))
 
     # -- VOD segment indexes, shared across generations ---------------------------
     def remember_vod(self, generation: int, scope: str, media: list[str]) -> None:

@@ -147,10 +147,13 @@ class Transcode:
         now = time.monotonic()
         self.last_activity = now
         if client is not None:
+            new_viewer = client not in self._viewers
             self._viewers[client] = now
             self._viewers.move_to_end(client)
             while len(self._viewers) > _MAX_TRACKED_VIEWERS:
                 self._viewers.popitem(last=False)
+            if new_viewer:
+                self._m.count_viewers()
 
     def viewer_count(self) -> int:
         horizon = time.monotonic() - _VIEWER_WINDOW * max(self.target_duration, 1)
@@ -304,6 +307,7 @@ class Transcode:
             self._poke.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), self._poll_interval())
+            self._m.count_viewers()
             idle = time.monotonic() - self.last_activity
             if idle > self._config.hls.idle_timeout:
                 await self.stop(f"no viewer for {idle:.0f}s")
