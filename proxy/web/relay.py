@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import posixpath
+from collections.abc import Iterator
 
 from aiohttp import hdrs, web
 
@@ -46,6 +47,9 @@ _BY_EXTENSION = {
 #: of that is a copy (a slice) plus a write, a send() and a timeout each; 256 KiB relayed a 4 MB
 #: recording at c=50 ~1.6x faster (benchmarks/README.md, "relay")
 RELAY_CHUNK = 256 * 1024
+#: what a client whose socket is backed up gets per write: the part of a write the kernel cannot take
+#: waits in the transport's buffer, so a slow client holds at most about this much of our memory
+SLOW_PIECE = 32 * 1024
 #: headers of an upstream stream response worth passing on to the client
 _PASS_HEADERS = (hdrs.CONTENT_RANGE, hdrs.ACCEPT_RANGES, hdrs.LAST_MODIFIED, hdrs.ETAG)
 
@@ -62,7 +66,7 @@ def content_type_for(name: str, upstream: str | None) -> str:
     return "application/octet-stream"
 
 
-async def send(request: web.Request, resp: web.StreamResponse, data: bytes) -> None:
+async def send(request: web.Request, resp: web.StreamResponse, data: bytes | memoryview) -> None:
     """``resp.write`` with ``server.send_timeout``: a client that stops reading is cut off
     instead of holding its handler, connection and buffers forever. Raises
     ``ConnectionResetError`` then, which handlers treat like any client that went away."""
@@ -103,12 +107,31 @@ async def send_entry(request: web.Request, entry: SegmentEntry, *, name: str, ki
         return resp
     try:
         async for chunk in entry.iter_bytes():
-            await send(request, resp, chunk)
+            for piece in _pieces(request.transport, chunk):
+                await send(request, resp, piece)
             _count(request, kind, len(chunk))
     except ProxyError as exc:
         return _abort(request, resp, exc)
     await resp.write_eof()
     return resp
+
+
+def _pieces(transport: asyncio.Transport | None, chunk: bytes) -> Iterator[bytes | memoryview]:
+    """``chunk`` in one write while the client keeps up; in SLOW_PIECE slices (views, not copies)
+    while its socket is backed up, looked at again before every slice. 200 viewers at 1 Mbit/s held
+    ~20 MB more with whole 256 KiB writes (benchmarks/README.md, "slow viewers")."""
+    pos = 0
+    view: memoryview | None = None
+    while pos < len(chunk):
+        backed_up = transport is not None and transport.get_write_buffer_size() > 0
+        end = min(len(chunk), pos + SLOW_PIECE) if backed_up else len(chunk)
+        if pos == 0 and end == len(chunk):
+            yield chunk
+            return
+        if view is None:
+            view = memoryview(chunk)
+        yield view[pos:end]
+        pos = end
 
 
 def _abort(request: web.Request, resp: web.StreamResponse, exc: ProxyError) -> web.StreamResponse:
