@@ -47,7 +47,7 @@ class Plan:
         if quick:
             return cls(quick=True, runs=runs or 1, loops=loops or ("asyncio",), seconds=1,
                        relay_concurrency=(50,), ttfb_rounds=30, slow_viewers=200, fast_viewers=10,
-                       slow_warmup=1.5, slow_seconds=2, start_channels=(7181,), profile=profile)
+                       slow_warmup=1.2, slow_seconds=1.5, start_channels=(7181,), profile=profile)
         return cls(quick=False, runs=runs or 5, loops=loops or ("asyncio", "uvloop"), seconds=4,
                    relay_concurrency=(1, 10, 50, 200), ttfb_rounds=200, slow_viewers=200, fast_viewers=10,
                    slow_warmup=3, slow_seconds=6, start_channels=h.START_CHANNELS, profile=profile)
