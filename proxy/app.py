@@ -32,6 +32,7 @@ from proxy.web import api, hdhr, health, lineup, live_hls, live_ts, recordings
 from proxy.web.middleware import (
     add_cors_headers,
     error_middleware,
+    limit_middleware,
     observe_middleware,
     preflight_middleware,
 )
@@ -49,7 +50,8 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None,
     """Build the proxy. Pass a fresh ``registry`` per app in tests (metrics are never global);
     ``trace_configs`` observe every request the proxy makes to NextPVR."""
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware, preflight_middleware, auth_middleware],
+        middlewares=[observe_middleware, error_middleware, limit_middleware(config.server.max_clients),
+                     preflight_middleware, auth_middleware],
         client_max_size=config.server.client_max_size,
     )
     app[CONFIG_KEY] = config

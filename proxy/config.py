@@ -119,6 +119,9 @@ class ServerConfig:
     #: a client that accepts no bytes for this long is disconnected (its response would
     #: otherwise hold a handler, a connection and buffers forever)
     send_timeout: Seconds = 30.0
+    #: requests served at once (streams included); beyond it new requests get 503, so memory
+    #: stays bounded at roughly this many viewer buffers
+    max_clients: int = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -455,6 +458,8 @@ class _Loader:
             self.fail("nextpvr.pin", "must not be empty")
         if not 0 <= cfg.server.port <= 65535:
             self.fail("server.port", f"expected a port between 0 and 65535, got {cfg.server.port}")
+        if cfg.server.max_clients < 1:
+            self.fail("server.max_clients", "expected at least 1")
         if cfg.nextpvr.max_sessions < 1:
             self.fail("nextpvr.max_sessions", "expected at least 1")
         if cfg.hls.profile not in cfg.hls.profiles:

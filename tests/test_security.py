@@ -165,3 +165,18 @@ def test_warning_when_exposed_without_auth(caplog: pytest.LogCaptureFixture) -> 
     assert "authentication OFF" not in caplog.text
     assert is_loopback("::1")
     assert not is_loopback("192.168.1.5")
+
+
+async def test_client_limit_answers_503_beyond_it_and_probes_still_work(emulator: Emulator,
+                                                                        proxy_factory: ProxyFactory) -> None:
+    proxy = await proxy_factory(emulator, **{"server.max_clients": 2})
+    streams = [await proxy.get(f"/live/{CHANNEL}.ts") for _ in range(2)]
+    assert [s.status for s in streams] == [200, 200]
+    third = await proxy.get(f"/live/{CHANNEL}.ts")
+    assert third.status == 503
+    assert "Too many clients" in await third.text()
+    assert third.headers["Retry-After"] == "5"
+    assert (await proxy.get("/healthz")).status == 200
+    assert (await proxy.get("/metrics")).status == 200
+    for s in streams:
+        s.close()

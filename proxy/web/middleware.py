@@ -17,14 +17,16 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
 
-from proxy.errors import NoTunerAvailable, ProxyError
+from proxy.errors import NoTunerAvailable, ProxyError, ServiceUnavailable
 from proxy.keys import CONFIG_KEY, METRICS_KEY
 
 __all__ = [
     "add_cors_headers",
     "error_middleware",
     "error_response",
+    "limit_middleware",
     "observe_middleware",
     "preflight_middleware",
     "route_template",
@@ -143,6 +145,31 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
     if request.method == hdrs.METH_OPTIONS:
         for key, value in _PREFLIGHT.items():
             response.headers.setdefault(key, value)
+
+
+_UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def limit_middleware(max_clients: int) -> Middleware:
+    """At most ``max_clients`` requests in flight (probes exempt): every viewer holds a
+    handler and a bounded buffer, so this bounds the proxy's memory as a whole."""
+    in_flight = 0
+
+    @web.middleware
+    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal in_flight
+        if request.path in _UNLIMITED:
+            return await handler(request)
+        if in_flight >= max_clients:
+            raise ServiceUnavailable("Too many clients at once; try again shortly.",
+                                     headers={hdrs.RETRY_AFTER: "5"})
+        in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight -= 1
+
+    return limit
 
 
 @web.middleware
