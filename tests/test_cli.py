@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,41 +15,8 @@ import pytest
 
 from tests.conftest import TEST_PIN
 from tests.players import ffprobe_codecs, needs_ffmpeg
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Proc:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-
-    async def wait_for_line(self, needle: str, timeout: float = 30) -> str:
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                raw = await self.proc.stdout.readline()
-                if not raw:
-                    pytest.fail(f"process ended before printing {needle!r}: {self.lines[-20:]}")
-                line = raw.decode(errors="replace").rstrip()
-                self.lines.append(line)
-                if needle in line:
-                    return line
-
-    async def terminate(self, timeout: float = 20) -> int:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(timeout):
-            rest, _ = await self.proc.communicate()
-        self.lines += rest.decode(errors="replace").splitlines()
-        return self.proc.returncode if self.proc.returncode is not None else -1
+from tests.processes import ROOT, Proc, free_port
+from tests.processes import spawn as spawn_process
 
 
 async def emulator_state(http: aiohttp.ClientSession, port: int, done: Callable[[dict[str, Any]], bool],
@@ -67,19 +32,9 @@ async def emulator_state(http: aiohttp.ClientSession, port: int, done: Callable[
             await asyncio.sleep(0.1)
 
 
-@contextlib.asynccontextmanager
-async def spawn(*args: str) -> AsyncIterator[Proc]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", *args, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
-    wrapped = Proc(proc)
-    try:
-        yield wrapped
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+def spawn(*args: str) -> contextlib.AbstractAsyncContextManager[Proc]:
+    """``python -m proxy <args>`` with unbuffered output."""
+    return spawn_process([sys.executable, "-m", "proxy", *args], dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
 @needs_ffmpeg

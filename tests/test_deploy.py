@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import configparser
-import contextlib
 import dataclasses
 import json
 import os
@@ -21,12 +20,11 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import tomllib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -41,6 +39,7 @@ from proxy.emulator import Emulator
 from proxy.metrics import Metrics
 from proxy.security import warn_if_exposed
 from tests.conftest import TEST_PIN, ProxyFactory
+from tests.processes import free_port, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -60,13 +59,6 @@ def _tool(name: str) -> str | None:
         return str(beside)
     return shutil.which(name) or next(
         (str(p) for p in (Path("/usr/sbin") / name, Path("/sbin") / name) if p.is_file()), None)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # ---------------------------------------------------------------------------- Dockerfile parsing
@@ -411,45 +403,6 @@ def test_docker_config_takes_everything_from_the_environment() -> None:
     assert behind_tls.logging.format == "json"
 
 
-class _Proc:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-
-    async def wait_for_line(self, needle: str, timeout: float = 30) -> None:
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                raw = await self.proc.stdout.readline()
-                if not raw:
-                    pytest.fail(f"process ended before printing {needle!r}: {self.lines[-20:]}")
-                self.lines.append(raw.decode(errors="replace").rstrip())
-                if needle in self.lines[-1]:
-                    return
-
-    async def terminate(self, timeout: float = 20) -> int:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(timeout):
-            rest, _ = await self.proc.communicate()
-        self.lines += rest.decode(errors="replace").splitlines()
-        return self.proc.returncode if self.proc.returncode is not None else -1
-
-
-@contextlib.asynccontextmanager
-async def _spawn(argv: list[str], env: dict[str, str]) -> AsyncIterator[_Proc]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    wrapped = _Proc(proc)
-    try:
-        yield wrapped
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
 async def _run_healthcheck(command: list[str], env: dict[str, str]) -> int:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, *command[1:], env=env, stdin=asyncio.subprocess.DEVNULL,
@@ -469,7 +422,7 @@ async def test_image_command_and_healthcheck_against_a_running_proxy(emulator: E
     assert entrypoint == ["nextpvr-proxy"]
     argv = [sys.executable, "-m", "proxy", *(str(DOCKER_CONFIG) if a == "/config/config.yaml" else a
                                              for a in cmd)]
-    port = _free_port()
+    port = free_port()
     base = {k: v for k, v in os.environ.items()
             if k not in _example_env() and not k.endswith(("_PROXY", "_proxy"))}
     # loopback instead of the container's 0.0.0.0: tests listen on 127.0.0.1 only
@@ -477,9 +430,9 @@ async def test_image_command_and_healthcheck_against_a_running_proxy(emulator: E
         NEXTPVR_URL=emulator.url, NEXTPVR_PIN=TEST_PIN, PROXY_HOST="127.0.0.1", PROXY_PORT=str(port))}
     health = healthcheck_command(final)
     # a proxy setting in the container's environment must not divert the probe of 127.0.0.1
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     health_env = dict(env, HTTP_PROXY=dead, http_proxy=dead, NO_PROXY="", no_proxy="")
-    async with _spawn(argv, env) as server:
+    async with spawn(argv, env) as server:
         await server.wait_for_line("listening on")
         assert await _run_healthcheck(health, health_env) == 0
         async with aiohttp.ClientSession() as http:
@@ -781,7 +734,7 @@ async def test_nginx_example_in_front_of_the_proxy(tmp_path: Path, emulator: Emu
     nginx = _nginx()
     proxy = await proxy_factory(emulator, **{"server.trust_forwarded_headers": True,
                                              "auth.api_keys": [API_KEY]})
-    http_port, https_port = _free_port(), _free_port()
+    http_port, https_port = free_port(), free_port()
     assert proxy.server.port is not None
     conf = _nginx_site(tmp_path, http_port, https_port, proxy.server.port)
     check = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log")],
