@@ -512,6 +512,20 @@ def write_static(ws: Workspace, name: str, body: bytes) -> str:
     return f"{ws.baseline.url}/static/{name}"
 
 
+def describe_source(spec: str | Path) -> str:
+    """What ``--proxy-src`` named, with the commit for ``git:REV``."""
+    text = str(spec)
+    rev = (text[4:] or "HEAD") if text.startswith("git:") else "HEAD"
+    done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], capture_output=True, text=True,
+                          timeout=10, check=False)
+    commit = done.stdout.strip() or "?"
+    if text.startswith("git:"):
+        return f"commit {commit} ({text})"
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "proxy"], capture_output=True,
+                           text=True, timeout=10, check=False).stdout.strip()
+    return f"{text} (checkout at {commit}{', with uncommitted changes in proxy/' if dirty else ''})"
+
+
 def machine() -> dict[str, str]:
     model = "?"
     with contextlib.suppress(OSError):

@@ -16,6 +16,7 @@ a process did not start, a client got no answer, the time limit was hit. The res
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import signal
@@ -76,6 +77,9 @@ def rows_for(name: str, res: dict[str, Any], plan: cases.Plan) -> list[Row]:
                 rows.append(Row("relay: upstream not the bottleneck", f"c={c} direct / proxy ({loop})",
                                 f"direct {_f(m['direct_mb_s'])} MB/s", f"proxy {_f(m[loop + '_mb_s'])} MB/s",
                                 f"{m[loop + '_direct_over_proxy']:.2f}x", ">= 2x", m[loop + "_direct_over_proxy"] >= 2))
+                rows.append(Row("relay: upstream not the bottleneck", f"c={c} core 0 during the proxy run ({loop})",
+                                f"proxy {100 * m[loop + '_cpu_share']:.0f}% of the core",
+                                f"upstream nginx {100 * m[loop + '_upstream_cpu_share']:.0f}%", "", "report", None))
     elif name == "fanout":
         m = res["median"]
         for loop in plan.loops:
@@ -165,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smoke run: one short run of each case (CI)")
     p.add_argument("--runs", type=int, help="runs per measurement (default 5, quick 1)")
     p.add_argument("--loops", help="event loops, comma-separated (default asyncio,uvloop; quick asyncio)")
+    p.add_argument("--concurrency", help="relay concurrencies, comma-separated (default 1,10,50,200; quick 50)")
     p.add_argument("--profile", action="store_true", help="py-spy the proxy during one run of each case")
     p.add_argument("--proxy-src", default=str(ROOT),
                    help="the proxy to measure: a directory holding the proxy package, or git:REV for a "
@@ -179,13 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     selected = [c for c in ORDER if c in args.cases] if args.cases else list(ORDER)
     loops = tuple(args.loops.split(",")) if args.loops else None
     plan = cases.Plan.make(quick=args.quick, runs=args.runs, loops=loops, profile=args.profile)
+    if args.concurrency:
+        plan = dataclasses.replace(plan, relay_concurrency=tuple(int(c) for c in args.concurrency.split(",")))
 
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(TIME_LIMIT[args.quick])
     h.pin_self()
     started = time.monotonic()
-    info = h.machine()
+    info = h.machine() | {"proxy": h.describe_source(args.proxy_src)}
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), file=sys.stderr)
     print(f"plan: {'quick' if plan.quick else 'full'}, {plan.runs} run(s), loops {', '.join(plan.loops)}, "
           f"cases {', '.join(selected)}", file=sys.stderr)
