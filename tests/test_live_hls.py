@@ -276,3 +276,16 @@ async def test_upstream_playlist_over_the_size_limit_is_502(emulator: Emulator, 
     assert "larger than" in await resp.text()
     async with asyncio.timeout(5):
         await emulator.state.wait_for(lambda: emulator.state.tuners_in_use == 0, seconds=5)
+
+
+async def test_a_transcode_restarted_after_idling_continues_the_sequence(emulator: Emulator,
+                                                                         proxy_factory: ProxyFactory) -> None:
+    proxy = await proxy_factory(emulator, **{"hls.idle_timeout": 1})
+    first = m3u8.loads(await (await proxy.get(f"/live/{CHANNEL}.m3u8")).text())
+    async with asyncio.timeout(6):
+        await manager(proxy).wait_for(lambda: not manager(proxy).running())
+    second = m3u8.loads(await (await proxy.get(f"/live/{CHANNEL}.m3u8")).text())
+    assert emulator.state.counters.transcodes_started == 2
+    last_seen = first.media_sequence + len(first.segments) - 1
+    assert second.media_sequence > last_seen  # a player that kept the old playlist never goes back
+    assert second.segments[0].discontinuity

@@ -307,7 +307,8 @@ _JOIN_NOISE = re.compile(r"non monotonically increasing dts to muxer in stream \
 async def test_ffmpeg_plays_thirty_seconds_while_faults_fire(emulator_factory: EmulatorFactory,
                                                            proxy_factory: ProxyFactory) -> None:
     emu = await emulator_factory(segment_seconds=2)
-    proxy = await proxy_for(proxy_factory, emu)
+    # a player that stalls on a fault must not look idle: keep the default-like idle timeout here
+    proxy = await proxy_for(proxy_factory, emu, **{"hls.idle_timeout": 30})
     url = str(proxy.make_url(f"/live/{HLS_CHANNEL}.m3u8"))
     player = asyncio.create_task(ffmpeg_decode(url, seconds=30, timeout=120))
     faults: list[Callable[[], None]] = [

@@ -109,3 +109,18 @@ def test_upstream_discontinuity_sequence_is_kept() -> None:
     live = LivePlaylist()
     live.update(1, split_media_playlist(upstream(10, 3, ds=7)))
     assert m3u8.loads(live.render().decode()).discontinuity_sequence == 7
+
+
+def test_a_restarted_playlist_carries_on_where_the_stopped_one_left_off() -> None:
+    old = LivePlaylist()
+    old.update(1, split_media_playlist(upstream(40, 6, disc_at=43)))
+    carry_on = old.continuation()
+    assert carry_on == (46, 1)
+    new = LivePlaylist()
+    new.seed(*carry_on)
+    new.update(9, split_media_playlist(upstream(0, 3, prefix="g9", ds=4)))
+    parsed = m3u8.loads(new.render().decode())
+    assert parsed.media_sequence == 46
+    assert parsed.discontinuity_sequence == 1
+    assert [s.discontinuity for s in parsed.segments] == [True, False, False]
+    assert LivePlaylist().continuation() is None

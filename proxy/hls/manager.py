@@ -25,6 +25,8 @@ from proxy.nextpvr.client import NextPVRClient
 __all__ = ["TranscodeManager"]
 
 log = logging.getLogger("proxy.hls")
+#: stopped live playlists whose numbering a restart of the same scope continues
+_CONTINUATIONS = 256
 #: VOD generations whose index maps are kept (each is one dict of up to a playlist's segments)
 _VOD_GENERATIONS = 8
 
@@ -53,6 +55,8 @@ class TranscodeManager:
         self._running: dict[str, Transcode] = {}
         self._starting: dict[str, asyncio.Future[Transcode]] = {}
         self._vod_maps: OrderedDict[int, _VodMap] = OrderedDict()
+        #: where each recently stopped live playlist left off (scope -> next sequence, discontinuities)
+        self._continuations: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._closing = False
         self._changed = asyncio.Event()
 
@@ -86,6 +90,9 @@ class TranscodeManager:
         future: asyncio.Future[Transcode] = asyncio.get_running_loop().create_future()
         self._starting[scope] = future
         transcode = Transcode(key, self)
+        carry_on = self._continuations.pop(scope, None)
+        if carry_on is not None:
+            transcode.live.seed(*carry_on)
         try:
             await transcode.start()
         except BaseException as exc:
@@ -106,6 +113,12 @@ class TranscodeManager:
     def _forget(self, transcode: Transcode) -> None:
         if self._running.get(transcode.scope) is transcode:
             del self._running[transcode.scope]
+            continuation = transcode.live.continuation()
+            if continuation is not None:
+                # a player may still hold this playlist: the next transcode of the scope carries on
+                self._continuations[transcode.scope] = continuation
+                while len(self._continuations) > _CONTINUATIONS:
+                    self._continuations.popitem(last=False)
             self._notify()
             self.count_viewers()
 

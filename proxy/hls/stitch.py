@@ -146,6 +146,25 @@ class LivePlaylist:
         self._newline = "\n"
         self._rendered: bytes | None = None
         self.endlist = False
+        #: set by seed(): the first segment's number, and whether the first update joins on
+        self._seed: int | None = None
+        self._seeded = False
+
+    def continuation(self) -> tuple[int, int] | None:
+        """Where a later playlist for the same URL must carry on: (next media sequence,
+        discontinuity sequence once everything listed now has slid out). None if empty."""
+        if not self._segs:
+            return None
+        gone = sum(1 for s in self._segs if s.discontinuity)
+        return self._segs[-1].seq + 1, self._discontinuity_sequence + gone
+
+    def seed(self, next_sequence: int, discontinuity_sequence: int) -> None:
+        """Continue the numbering of an earlier playlist served at the same URL (a transcode
+        stopped for idleness and started again): the first segment gets ``next_sequence`` and a
+        discontinuity, so a player that kept the old playlist never sees a sequence go back."""
+        self._seed = next_sequence
+        self._discontinuity_sequence = discontinuity_sequence
+        self._seeded = True
 
     @property
     def media_sequence(self) -> int:
@@ -174,7 +193,7 @@ class LivePlaylist:
         Raises :class:`SequenceReset` when the upstream sequence went backwards inside
         the current generation: the caller must start a new generation.
         """
-        if self._generation is None:
+        if self._generation is None and not self._seeded:
             self._discontinuity_sequence = parsed.discontinuity_sequence
         new_generation = generation != self._generation
         if not new_generation:
@@ -192,9 +211,13 @@ class LivePlaylist:
         if new_generation:
             # continue the proxy's numbering right after what viewers have already seen
             last = self.last_sequence
+            if last is None and self._seed is not None:
+                last = self._seed - 1
             first_up = parsed.blocks[0].upstream_seq
             self._offset = (last + 1 - first_up) if last is not None else 0
-            join_marked = self._generation is not None and bool(self._segs)
+            join_marked = (self._generation is not None and bool(self._segs)) or self._seeded
+            self._seeded = False
+            self._seed = None
             self._generation = generation
         else:
             join_marked = False
