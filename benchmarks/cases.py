@@ -47,7 +47,7 @@ class Plan:
         if quick:
             return cls(quick=True, runs=runs or 1, loops=loops or ("asyncio",), seconds=1,
                        relay_concurrency=(50,), ttfb_rounds=30, slow_viewers=200, fast_viewers=10,
-                       slow_warmup=1.2, slow_seconds=1.5, start_channels=(7181,), profile=profile)
+                       slow_warmup=1.2, slow_seconds=2, start_channels=(7181,), profile=profile)
         return cls(quick=False, runs=runs or 5, loops=loops or ("asyncio", "uvloop"), seconds=4,
                    relay_concurrency=(1, 10, 50, 200), ttfb_rounds=200, slow_viewers=200, fast_viewers=10,
                    slow_warmup=3, slow_seconds=6, start_channels=h.START_CHANNELS, profile=profile)
@@ -344,9 +344,17 @@ def playlist(ws: h.Workspace, plan: Plan, connections: int = 50) -> Result:
 
 
 # -- 5. slow viewers ------------------------------------------------------------------------------
-def _client(args: list[str], seconds: float) -> subprocess.Popen[bytes]:
+@contextmanager
+def _client(args: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A client process on the client core; killed on the way out if it is still running."""
     cmd = h.pinned([sys.executable, str(h.HERE / "clients.py"), *args], h.CLIENT_CORE)
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def _client_result(proc: subprocess.Popen[bytes], seconds: float) -> dict[str, Any]:
@@ -365,7 +373,7 @@ def _client_result(proc: subprocess.Popen[bytes], seconds: float) -> dict[str, A
 
 def _slow_phase(ws: h.Workspace, plan: Plan, loop: str, mode: str, with_slow: bool) -> dict[str, Any]:
     """One fresh proxy; optionally 200 slow viewers first, then the fast viewers' measurement."""
-    with ws.proxy(loop) as p:
+    with ws.proxy(loop) as p, ExitStack() as procs:
         idle_mb = p.rss_mb()
         paths_file: Path | None = None
         if mode == "hls":
@@ -375,28 +383,23 @@ def _slow_phase(ws: h.Workspace, plan: Plan, loop: str, mode: str, with_slow: bo
         slow_proc = None
         total = plan.slow_warmup + plan.slow_seconds + 1.0
         fast_seconds = plan.slow_seconds + (1.0 if mode == "ts" else 0.0)
-        try:
-            if with_slow:
-                args = ["slow", "--mode", mode, "--count", str(plan.slow_viewers), "--seconds", str(total)]
-                args += ["--url", ts_url] if mode == "ts" else ["--url", p.url + "/", "--paths", str(paths_file)]
-                slow_proc = _client(args, total)
-                time.sleep(plan.slow_warmup)
-            if mode == "hls":
-                assert paths_file is not None
-                r = h.run_wrk(p.url + "/", connections=plan.fast_viewers, seconds=plan.slow_seconds, paths=paths_file)
-                check_wrk(f"slow/{mode} fast viewers", r)
-                fast = {"mb_s": r.mb_per_s, "p99_ms": r.p99_ms, "errors": r.errors}
-            else:
-                fast_proc = _client(["fast-ts", "--url", ts_url, "--count", str(plan.fast_viewers),
-                                     "--seconds", str(fast_seconds), "--warmup", "1"], fast_seconds)
-                fr = _client_result(fast_proc, fast_seconds)
-                fast = {"mb_s": float(fr["mb_per_s"]), "min_viewer_mb_s": float(fr["min_viewer_mb_per_s"]),
-                        "errors": fr["errors"]}
-            slow = _client_result(slow_proc, total) if slow_proc is not None else None
-        finally:
-            if slow_proc is not None and slow_proc.poll() is None:
-                slow_proc.kill()
-                slow_proc.communicate()
+        if with_slow:
+            args = ["slow", "--mode", mode, "--count", str(plan.slow_viewers), "--seconds", str(total)]
+            args += ["--url", ts_url] if mode == "ts" else ["--url", p.url + "/", "--paths", str(paths_file)]
+            slow_proc = procs.enter_context(_client(args))
+            time.sleep(plan.slow_warmup)
+        if mode == "hls":
+            assert paths_file is not None
+            r = h.run_wrk(p.url + "/", connections=plan.fast_viewers, seconds=plan.slow_seconds, paths=paths_file)
+            check_wrk(f"slow/{mode} fast viewers", r)
+            fast = {"mb_s": r.mb_per_s, "p99_ms": r.p99_ms, "errors": r.errors}
+        else:
+            fast_proc = procs.enter_context(_client(["fast-ts", "--url", ts_url, "--count", str(plan.fast_viewers),
+                                                     "--seconds", str(fast_seconds), "--warmup", "1"]))
+            fr = _client_result(fast_proc, fast_seconds)
+            fast = {"mb_s": float(fr["mb_per_s"]), "min_viewer_mb_s": float(fr["min_viewer_mb_per_s"]),
+                    "errors": fr["errors"]}
+        slow = _client_result(slow_proc, total) if slow_proc is not None else None
         return {"hwm_mb": p.hwm_mb(), "idle_mb": idle_mb, "fast": fast, "slow": slow}
 
 
