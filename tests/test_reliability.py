@@ -51,7 +51,8 @@ async def fast_emulator(factory: EmulatorFactory, **extra: Any) -> Emulator:
 
 async def proxy_for(factory: ProxyFactory, emu: Emulator, **extra: Any) -> TestClient[Any, Any]:
     config: dict[str, Any] = {"hls.idle_timeout": IDLE, "ts.linger": LINGER, "server.send_timeout": SEND_TIMEOUT,
-                              "nextpvr.timeouts.read": 5, "ts.socket_send_buffer": 16384}
+                              "nextpvr.timeouts.read": 5, "ts.socket_send_buffer": 16384,
+                              "ts.viewer_buffer_bytes": 65536}
     config.update(extra)
     return await factory(emu, **config)
 
@@ -104,7 +105,8 @@ async def all_of(*conditions: Callable[[], Awaitable[None]]) -> None:
 async def assert_no_leaks(proxy: TestClient[Any, Any], emu: Emulator) -> None:
     """After every viewer left: NextPVR has its tuners back, and the proxy holds no stream task,
     no download and no upstream connection."""
-    async with asyncio.timeout(IDLE + LINGER + SEND_TIMEOUT + 5):
+    # a stalled reader is cut off 1 to 1.5 send timeouts after its last progress
+    async with asyncio.timeout(IDLE + LINGER + 1.5 * SEND_TIMEOUT + 5):
         await transcodes(proxy).wait_for(lambda: not transcodes(proxy).running())
         await ts_streams(proxy).wait_for(lambda: not ts_streams(proxy).streams())
     try:

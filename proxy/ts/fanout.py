@@ -146,6 +146,7 @@ class ChannelStream:
         self._body: UpstreamBody | None = None
         self._task: asyncio.Task[None] | None = None
         self._linger: asyncio.TimerHandle | None = None
+        self._closer: asyncio.Task[None] | None = None
         self._aligner = PacketAligner()
         self._analyzer = StreamAnalyzer()
         self._gop: deque[bytes] = deque()
@@ -220,7 +221,8 @@ class ChannelStream:
         if not self.viewers and not self.closed:
             log.info("channel %d: no viewer for %.0fs, releasing the tuner", self.channel_id,
                      self._config.linger)
-            asyncio.get_running_loop().create_task(self.close(EndReason.LEFT))
+            # kept referenced: the loop holds tasks only weakly
+            self._closer = asyncio.get_running_loop().create_task(self.close(EndReason.LEFT))
 
     def _overflow(self, viewer: Viewer) -> None:
         log.warning("channel %d: viewer fell more than %d bytes behind; disconnecting it",
@@ -337,9 +339,8 @@ class ChannelStream:
             elif no_video or now - viewer.joined_at > _KEYFRAME_WAIT:
                 self._start_viewer(viewer, packets)
             if viewer.ended is EndReason.SLOW:
-                self.viewers.discard(viewer)
-                if self._metrics is not None:
-                    self._metrics.viewers.labels("ts").dec()
+                # the same path as a viewer that left: if it was the last one, the linger starts
+                self.remove_viewer(viewer)
 
 
 class LiveTSManager:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import posixpath
+import weakref
 from collections.abc import Iterator
 
 from aiohttp import hdrs, web
@@ -66,19 +67,59 @@ def content_type_for(name: str, upstream: str | None) -> str:
     return "application/octet-stream"
 
 
+class _SendGuard:
+    """Enforces ``server.send_timeout`` for one response with one timer per period, not one
+    ``asyncio.timeout`` per write (that was ~14 % of the event loop serving 200 viewers).
+
+    ``send`` marks when a write started waiting; the timer checks twice per period and aborts
+    the connection when the same write has waited longer than the timeout. The timer only runs
+    while writes happen, so a finished response leaves nothing behind."""
+
+    __slots__ = ("handle", "loop", "request", "timeout", "waiting_since")
+
+    def __init__(self, request: web.Request, timeout: float) -> None:
+        self.request = request
+        self.timeout = timeout
+        self.loop = asyncio.get_running_loop()
+        self.waiting_since: float | None = None
+        self.handle: asyncio.TimerHandle | None = None
+
+    def arm(self) -> None:
+        if self.handle is None:
+            self.handle = self.loop.call_later(self.timeout / 2, self._check)
+
+    def _check(self) -> None:
+        self.handle = None
+        since = self.waiting_since
+        if since is None:
+            return  # no write pending: the next send() re-arms
+        if self.loop.time() - since >= self.timeout:
+            log.info("%s: client accepted nothing for %.0fs; disconnecting it", self.request.path[:40],
+                     self.timeout)
+            if self.request.transport is not None:
+                self.request.transport.abort()  # the pending write raises ConnectionResetError
+            return
+        self.arm()
+
+
+#: the guard of each response still being written (weak: a finished response takes its guard along)
+_GUARDS: weakref.WeakKeyDictionary[web.StreamResponse, _SendGuard] = weakref.WeakKeyDictionary()
+
+
 async def send(request: web.Request, resp: web.StreamResponse, data: bytes | memoryview) -> None:
     """``resp.write`` with ``server.send_timeout``: a client that stops reading is cut off
-    instead of holding its handler, connection and buffers forever. Raises
-    ``ConnectionResetError`` then, which handlers treat like any client that went away."""
+    (between one and one and a half timeouts after its last progress) instead of holding its
+    handler, connection and buffers forever; the write then raises ``ConnectionResetError``,
+    which handlers treat like any client that went away."""
+    guard = _GUARDS.get(resp)
+    if guard is None:
+        guard = _GUARDS[resp] = _SendGuard(request, request.app[CONFIG_KEY].server.send_timeout)
+    guard.waiting_since = guard.loop.time()
+    guard.arm()
     try:
-        async with asyncio.timeout(request.app[CONFIG_KEY].server.send_timeout):
-            await resp.write(data)
-    except TimeoutError:
-        log.info("%s: client accepted nothing for %.0fs; disconnecting it", request.path[:40],
-                 request.app[CONFIG_KEY].server.send_timeout)
-        if request.transport is not None:
-            request.transport.abort()
-        raise ConnectionResetError("client stopped reading") from None
+        await resp.write(data)
+    finally:
+        guard.waiting_since = None
 
 
 def _count(request: web.Request, kind: str, size: int) -> None:
