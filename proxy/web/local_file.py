@@ -123,4 +123,5 @@ async def send_local_file(request: web.Request, path: Path, *, cache_control: st
         await resp.write_eof()
         return resp
     finally:
-        await f.close()
+        # shielded: a handler cancelled by a client that went away must still close the file
+        await asyncio.shield(f.close())
