@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from proxy.emulator import Emulator
 from proxy.hls.manager import TranscodeManager
-from proxy.keys import TRANSCODES_KEY
+from proxy.keys import SIGNER_KEY, TRANSCODES_KEY
 from tests.conftest import EmulatorFactory, ProxyFactory
 from tests.players import PlayerLog, ffmpeg_decode, needs_ffmpeg, play_hls
 
@@ -289,3 +289,17 @@ async def test_a_transcode_restarted_after_idling_continues_the_sequence(emulato
     last_seen = first.media_sequence + len(first.segments) - 1
     assert second.media_sequence > last_seen  # a player that kept the old playlist never goes back
     assert second.segments[0].discontinuity
+
+
+async def test_recording_segment_tokens_outlive_the_playback(emulator: Emulator, proxy_factory: ProxyFactory) -> None:
+    """A VOD player fetches the playlist once; its last segment must still open at the end."""
+    proxy = await proxy_factory(emulator, **{"auth.token_ttl": 5})
+    recordings = await (await proxy.get("/api/recordings?filter=ready")).json()
+    rec_id = recordings["recordings"][0]["id"]
+    text = await (await proxy.get(f"/recordings/{rec_id}.m3u8")).text()
+    playlist = m3u8.loads(text)
+    total = sum(s.duration for s in playlist.segments)
+    assert total >= 20
+    scope, token = playlist.segments[-1].uri.split("/")[2:4]
+    target = proxy.server.app[SIGNER_KEY].verify(scope, token, now=time.time())
+    assert target.expires >= time.time() + total  # + the configured 5 s lifetime

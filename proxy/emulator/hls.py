@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import m3u8
 from aiohttp import web
 
 from proxy.emulator.state import EmulatorState, Transcode
@@ -58,22 +59,24 @@ def _segment_uri(state: EmulatorState, t: Transcode, n: int, request: web.Reques
 
 
 def playlist_text(state: EmulatorState, t: Transcode, request: web.Request) -> str:
+    """The transcoder's playlist, written with the ``m3u8`` library's model.
+
+    Producing a simple playlist from a model is what ``m3u8`` is made for; its writer drops and
+    normalises tags (``hls-rewrite.md``), which is why it never writes the *proxy's* output, but
+    nothing is lost here: every value comes from the model.
+    """
     win = window(state, t)
     duration = state.feeds.duration(t.channel)
-    lines = [
-        "#EXTM3U",
-        "#EXT-X-VERSION:3",
-        f"#EXT-X-TARGETDURATION:{max(1, int(duration + 0.5))}",
-        f"#EXT-X-MEDIA-SEQUENCE:{win.first}",
-    ]
-    if win.playlist_type:
-        lines.append(f"#EXT-X-PLAYLIST-TYPE:{win.playlist_type}")
+    playlist = m3u8.M3U8()
+    playlist.version = 3
+    playlist.target_duration = max(1, int(duration + 0.5))
+    playlist.media_sequence = win.first
+    playlist.playlist_type = win.playlist_type.lower() if win.playlist_type else None
     for n in range(win.first, win.end):
-        lines.append(f"#EXTINF:{duration:.6f},")
-        lines.append(_segment_uri(state, t, n, request))
-    if win.complete:
-        lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
+        playlist.add_segment(m3u8.Segment(uri=_segment_uri(state, t, n, request), duration=duration))
+    playlist.is_endlist = win.complete
+    text: str = playlist.dumps()
+    return text if text.endswith("\n") else text + "\n"
 
 
 def segment_bytes(state: EmulatorState, sid: str | None, transcode_id: int, n: int) -> bytes | None:
