@@ -15,7 +15,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 # only what the wheel is built from (.dockerignore keeps tests, caches and .git out)
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY proxy ./proxy
 
 # `pip wheel .` resolves the project's [project.dependencies] only: no test or dev extras.
