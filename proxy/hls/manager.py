@@ -159,10 +159,3 @@ class TranscodeManager:
         self._closing = True
         await asyncio.gather(*(t.stop("shutdown") for t in list(self._running.values())),
                              return_exceptions=True)
-
-    def stats(self) -> dict[str, object]:
-        return {
-            t.scope: {"state": t.state.value, "generation": t.generation, "viewers": t.viewer_count(),
-                      "media_sequence": t.live.media_sequence}
-            for t in self._running.values()
-        }

@@ -21,7 +21,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from cachetools import LRUCache
 
@@ -300,11 +300,3 @@ class SegmentCache:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._lru.clear()
         self._update_gauges()
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "cached_bytes": self.cached_bytes,
-            "cached_entries": len(self._lru),
-            "inflight": len(self._inflight),
-            "inflight_bytes": self.inflight_bytes,
-        }

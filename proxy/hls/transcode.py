@@ -58,7 +58,7 @@ from proxy.nextpvr.envelope import is_session_error, parse_envelope
 from proxy.nextpvr.session import NextPVRSession
 from proxy.nextpvr.streams import UpstreamStream
 
-__all__ = ["State", "Transcode", "TranscodeKey"]
+__all__ = ["State", "Transcode", "TranscodeKey", "segment_key"]
 
 if TYPE_CHECKING:
     from proxy.hls.manager import TranscodeManager
@@ -76,6 +76,12 @@ _MAX_TRACKED_VIEWERS = 1024
 
 
 _EXTINF = re.compile(r"^#EXTINF:([0-9]+(?:\.[0-9]*)?)", re.MULTILINE)
+
+
+def segment_key(scope: str, target: Target) -> Hashable:
+    """The shared cache's key for a live segment: its generation keeps a segment of an earlier
+    transcode apart from one of a new transcode that NextPVR happens to name the same."""
+    return (scope, target.generation, target.path_query)
 
 
 def _listed_seconds(text: str) -> float:
@@ -194,7 +200,7 @@ class Transcode:
                 raise NotFound("this recording segment is no longer known; reload the playlist")
             return self._m.cache.get((self.scope, "vod", index),
                                      functools.partial(self._open_index, index))
-        key: Hashable = (self.scope, target.generation, target.path_query)
+        key = segment_key(self.scope, target)
         if target.generation != self.generation:
             cached = self._m.cache.peek(key)
             if cached is None:
@@ -493,5 +499,5 @@ class Transcode:
                 target = self._m.signer.verify(self.scope, parts[3], now=now)
             except TokenError:
                 continue
-            key = (self.scope, target.generation, target.path_query)
+            key = segment_key(self.scope, target)
             self._m.cache.prefetch(key, functools.partial(self._open, target))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import quote
@@ -459,6 +459,20 @@ class NextPVRClient:
                                             sock_read=read_timeout)
         return await open_stream(self._http, url, client_timeout=timeout, headers=headers,
                                  no_tuner_retry_after=self._config.no_tuner_retry_after)
+
+    async def open_session_stream(self, url_for: Callable[[str, str], URL], *,
+                                  headers: Mapping[str, str] | None = None,
+                                  read_timeout: float | None = None) -> UpstreamStream:
+        """Open a ``/live`` stream with the main session: ``url_for(sid, client_id)`` builds the
+        URL. NextPVR refuses a stream of a sid it no longer knows with HTTP 500 rather than code 8
+        (nextpvr-api.md I-J46), so a refused stream logs in again once and is tried once more."""
+        sid = await self.session.sid()
+        client_id = self.new_client_id()
+        try:
+            return await self.open_stream(url_for(sid, client_id), headers=headers, read_timeout=read_timeout)
+        except NextPVRFailed:
+            sid = await self.session.relogin(sid)
+            return await self.open_stream(url_for(sid, client_id), headers=headers, read_timeout=read_timeout)
 
 
 def _image_type(raw: _Raw) -> str | None:

@@ -29,7 +29,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from proxy.config import TSConfig
 from proxy.errors import NextPVRError, NextPVRTimeout, ProxyError, ServiceUnavailable
@@ -413,10 +412,3 @@ class LiveTSManager:
         self._closing = True
         await asyncio.gather(*(s.close(EndReason.SHUTDOWN) for s in list(self._streams.values())),
                              return_exceptions=True)
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            str(cid): {"viewers": len(s.viewers), "buffered_bytes": s.buffered_bytes,
-                       "connections": s.connections}
-            for cid, s in self._streams.items()
-        }

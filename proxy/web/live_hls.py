@@ -20,7 +20,7 @@ from aiohttp import hdrs, web
 
 from proxy.errors import BadRequest, Forbidden, NotFound
 from proxy.hls.tokens import TokenError
-from proxy.hls.transcode import TranscodeKey
+from proxy.hls.transcode import TranscodeKey, segment_key
 from proxy.keys import CHANNELS_KEY, CONFIG_KEY, SEGMENTS_KEY, SIGNER_KEY, TRANSCODES_KEY
 from proxy.web.relay import PLAYLIST_TYPE, send_entry
 
@@ -91,7 +91,7 @@ async def hls_resource(request: web.Request) -> web.StreamResponse:
         live = match.group(1) == "live"
         key = TranscodeKey("channel" if live else "recording", int(match.group(2)), match.group(3))
         if live:
-            cached = request.app[SEGMENTS_KEY].peek((scope, target.generation, target.path_query))
+            cached = request.app[SEGMENTS_KEY].peek(segment_key(scope, target))
             if cached is None:
                 raise NotFound("This live stream has stopped; reload the playlist.")
             return await send_entry(request, cached, name=name, kind="hls",

@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 from aiohttp import hdrs, web
 
-from proxy.errors import NextPVRFailed
 from proxy.hls.segments import UpstreamBody
 from proxy.keys import CHANNELS_KEY, CONFIG_KEY, METRICS_KEY, TS_KEY
 from proxy.nextpvr.client import NextPVRClient
@@ -27,20 +26,13 @@ _HEADERS = {hdrs.CACHE_CONTROL: "no-store", hdrs.CONTENT_TYPE: "video/mp2t"}
 
 
 def live_ts_opener(client: NextPVRClient, idle_timeout: float) -> Callable[[int], Opener]:
-    """Opens ``/live?channeloid=`` with the main session; logs in again once when NextPVR
-    refuses the stream with a 500 (its answer to a sid it no longer knows, see I-J46)."""
+    """Opens ``/live?channeloid=`` with the main session (re-login once when refused)."""
 
     def opener_for(channel_id: int) -> Opener:
         async def open_stream() -> UpstreamBody:
-            sid = await client.session.sid()
-            client_id = client.new_client_id()
-            try:
-                return await client.open_stream(client.live_stream_url(channel_id, sid, client_id),
-                                                read_timeout=idle_timeout)
-            except NextPVRFailed:
-                sid = await client.session.relogin(sid)
-                return await client.open_stream(client.live_stream_url(channel_id, sid, client_id),
-                                                read_timeout=idle_timeout)
+            return await client.open_session_stream(
+                lambda sid, client_id: client.live_stream_url(channel_id, sid, client_id),
+                read_timeout=idle_timeout)
         return open_stream
 
     return opener_for

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from aiohttp import hdrs, web
 from cachetools import TTLCache
 
-from proxy.errors import NextPVRFailed, ProxyError, RangeNotSatisfiable, RecordingNotFound
+from proxy.errors import ProxyError, RangeNotSatisfiable, RecordingNotFound
 from proxy.hls.transcode import TranscodeKey
 from proxy.keys import CLIENT_KEY, CONFIG_KEY, METRICS_KEY
 from proxy.nextpvr.client import NextPVRClient
@@ -124,15 +124,9 @@ async def _open_upstream(client: NextPVRClient, rec: Recording, range_header: st
     """``/live?recording=`` with the main session; logs in again once when NextPVR refuses the
     stream with a 500 (its answer to a sid it no longer knows, nextpvr-api.md I-J46)."""
     headers: dict[str, str] | None = {hdrs.RANGE: range_header} if range_header is not None else None
-    sid = await client.session.sid()
-    client_id = client.new_client_id()
-    try:
-        return await client.open_stream(
-            client.recording_stream_url(rec.id, sid, client_id, growing=rec.growing), headers=headers)
-    except NextPVRFailed:
-        sid = await client.session.relogin(sid)
-        return await client.open_stream(
-            client.recording_stream_url(rec.id, sid, client_id, growing=rec.growing), headers=headers)
+    return await client.open_session_stream(
+        lambda sid, client_id: client.recording_stream_url(rec.id, sid, client_id, growing=rec.growing),
+        headers=headers)
 
 
 async def _relay(request: web.Request, stream: UpstreamStream, *, growing: bool) -> web.StreamResponse:
