@@ -93,8 +93,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[SEGMENTS_KEY] = segments
     app[CHANNELS_KEY] = ChannelDirectory(client)
     app[TRANSCODES_KEY] = TranscodeManager(config, client, signer, segments, metrics=metrics)
-    app[TS_KEY] = LiveTSManager(config.ts, live_ts.live_ts_opener(client, config.ts.upstream_idle_timeout),
+    ts = app[TS_KEY] = LiveTSManager(config.ts, live_ts.live_ts_opener(client, config.ts.upstream_idle_timeout),
                                 metrics=metrics)
+    # computed at scrape time: keeping a running sum would cost work on every chunk
+    metrics.ts_buffered_bytes.set_function(lambda: sum(s.buffered_bytes for s in ts.streams()))
     try:
         yield
     finally:

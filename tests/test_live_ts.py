@@ -155,6 +155,9 @@ async def test_slow_viewer_is_disconnected_without_hurting_the_other(
     # the proxy's own accounting: viewers' queues plus the keyframe cache stay bounded
     assert peak_channel <= 2 * limit + app_config(proxy).ts.keyframe_cache_bytes
     metrics = proxy.server.app[METRICS_KEY]
+    # the same accounting is the ts_buffered_bytes gauge Prometheus scrapes
+    assert stream.buffered_bytes > 0
+    assert metrics.registry.get_sample_value("nextpvr_proxy_ts_buffered_bytes") == stream.buffered_bytes
     assert metrics.slow_viewers.labels("ts")._value.get() == 1
     assert emu.state.counters.live_opened == 1
 
