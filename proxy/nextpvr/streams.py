@@ -38,13 +38,18 @@ from proxy.errors import (
     UpstreamTooLarge,
 )
 
-__all__ = ["UpstreamStream", "iter_body", "open_stream", "read_limited"]
+__all__ = ["UpstreamStream", "iter_body", "open_stream", "read_limited", "says_no_tuner"]
 
 #: how much of an error body is read to tell "no tuner" from other 404s
 _ERROR_PEEK_BYTES = 4096
 _STREAM_CHUNK = 64 * 1024
 _NO_TUNER = re.compile(rb"no\s+tuner", re.IGNORECASE)
 _CONTENT_RANGE_SIZE = re.compile(r"\*/(\d+)")
+
+
+def says_no_tuner(text: str | bytes) -> bool:
+    """Whether NextPVR's error text means "no tuner" (it has no code for it, only words)."""
+    return _NO_TUNER.search(text if isinstance(text, bytes) else text.encode("utf-8", "replace")) is not None
 
 
 # -- bodies ------------------------------------------------------------------------
@@ -154,7 +159,7 @@ async def _stream_error(resp: aiohttp.ClientResponse, url: URL, no_tuner_retry_a
             peek = await resp.content.read(_ERROR_PEEK_BYTES)
         except (TimeoutError, aiohttp.ClientError, OSError):
             peek = b""
-        if _NO_TUNER.search(peek):
+        if says_no_tuner(peek):
             return NoTunerAvailable(retry_after=no_tuner_retry_after)
         query = url.query
         if "recording" in query:

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from proxy.errors import AuthRequired, BadRequest, Forbidden, NextPVRFailed, ProxyError
+from proxy.errors import AdminKeyRequired, BadRequest, BodyTooLarge, Forbidden, NextPVRFailed
 from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY
 from proxy.lineup.hdhr import is_hd
 from proxy.lineup.m3u import tvg_id
@@ -50,18 +50,6 @@ _SCHEDULE_FIELDS = frozenset({"event_id", "channel_id", "start", "duration", "na
 _NO_STORE = {hdrs.CACHE_CONTROL: "no-store"}
 #: NextPVR's "Invalid Args" code: what it answers to an event or time it will not record
 _INVALID_ARGS = 2
-
-
-class AdminKeyRequired(AuthRequired):
-    hint = "Send the admin key in the X-API-Key header or as 'Authorization: Bearer <key>'."
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="nextpvr-hls-proxy"'})
-
-
-class BodyTooLarge(ProxyError):
-    status = 413
-    reason = "body_too_large"
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Hashable
 
@@ -21,12 +20,12 @@ from aiohttp import hdrs, web
 from proxy.errors import BadRequest, Forbidden, NotFound
 from proxy.hls.tokens import TokenError
 from proxy.hls.transcode import TranscodeKey, segment_key
+from proxy.hls.urls import BLOCKED_SCOPE, HLS_PREFIX, parse_scope
 from proxy.keys import CHANNELS_KEY, CONFIG_KEY, SEGMENTS_KEY, SIGNER_KEY, TRANSCODES_KEY
 from proxy.web.relay import PLAYLIST_TYPE, send_entry
 
 __all__ = ["parse_channel_id", "setup"]
 
-_SCOPE = re.compile(r"(live|rec)\.(\d{1,10})\.([A-Za-z0-9_-]{1,32})")
 _SEGMENT_CACHE_CONTROL = "private, max-age=3600"
 _LIVE_PLAYLIST_CACHE_CONTROL = "no-cache"
 _VOD_PLAYLIST_CACHE_CONTROL = "private, max-age=300"
@@ -76,10 +75,10 @@ async def hls_resource(request: web.Request) -> web.StreamResponse:
     scope = request.match_info["scope"]
     token = request.match_info["token"]
     name = request.match_info["name"]
-    if scope == "blocked":
+    if scope == BLOCKED_SCOPE:
         raise Forbidden("This URI points outside NextPVR; the proxy does not fetch it.")
-    match = _SCOPE.fullmatch(scope)
-    if match is None:
+    key = parse_scope(scope)
+    if key is None:
         raise NotFound("no such stream")
     try:
         target = request.app[SIGNER_KEY].verify(scope, token, now=time.time())
@@ -88,9 +87,7 @@ async def hls_resource(request: web.Request) -> web.StreamResponse:
     manager = request.app[TRANSCODES_KEY]
     transcode = manager.find(scope)
     if transcode is None:
-        live = match.group(1) == "live"
-        key = TranscodeKey("channel" if live else "recording", int(match.group(2)), match.group(3))
-        if live:
+        if key.kind == "channel":
             cached = request.app[SEGMENTS_KEY].peek(segment_key(scope, target))
             if cached is None:
                 raise NotFound("This live stream has stopped; reload the playlist.")
@@ -109,4 +106,4 @@ async def hls_resource(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     app.router.add_get("/live/{channel_id}.m3u8", live_playlist)
     app.router.add_get("/live.m3u8", live_playlist)
-    app.router.add_get("/hls/{scope}/{token}/{name}", hls_resource)
+    app.router.add_get(HLS_PREFIX + "/{scope}/{token}/{name}", hls_resource)
