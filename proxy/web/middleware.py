@@ -90,11 +90,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ProxyError as exc:
-        metrics = request.app.get(METRICS_KEY)
-        if metrics is not None:
-            metrics.errors.labels(exc.reason).inc()
-            if isinstance(exc, NoTunerAvailable):
-                metrics.tuner_exhausted.labels(stream_kind(request)).inc()
+        metrics = request.app[METRICS_KEY]
+        metrics.errors.labels(exc.reason).inc()
+        if isinstance(exc, NoTunerAvailable):
+            metrics.tuner_exhausted.labels(stream_kind(request)).inc()
         log.info("%s %s -> %d %s: %s", request.method, route_template(request), exc.status,
                  exc.reason, exc.message)
         return error_response(request, exc)
@@ -126,10 +125,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         elapsed = time.perf_counter() - start
         route = route_template(request)
-        metrics = request.app.get(METRICS_KEY)
-        if metrics is not None:
-            metrics.requests.labels(route, request.method, f"{status // 100}xx").inc()
-            metrics.request_duration.labels(route).observe(elapsed)
+        metrics = request.app[METRICS_KEY]
+        metrics.requests.labels(route, request.method, f"{status // 100}xx").inc()
+        metrics.request_duration.labels(route).observe(elapsed)
         config = request.app.get(CONFIG_KEY)
         if config is None or config.logging.access_log:
             # the raw path may hold tokens (harmless) and api_key (redacted by the formatter)

@@ -130,7 +130,7 @@ async def _open_upstream(client: NextPVRClient, rec: Recording, range_header: st
 
 
 async def _relay(request: web.Request, stream: UpstreamStream, *, growing: bool) -> web.StreamResponse:
-    metrics = request.app.get(METRICS_KEY)
+    metrics = request.app[METRICS_KEY]
     cache_control = GROWING_CACHE_CONTROL if growing else COMPLETE_CACHE_CONTROL
     async with stream:
         resp = web.StreamResponse(status=stream.status, headers={hdrs.CACHE_CONTROL: cache_control})
@@ -147,27 +147,23 @@ async def _relay(request: web.Request, stream: UpstreamStream, *, growing: bool)
         await resp.prepare(request)
         if request.method == hdrs.METH_HEAD:
             return resp
-        if metrics is not None:
-            metrics.upstream_streams.labels("recording").inc()
-            metrics.viewers.labels("recording").inc()
+        metrics.upstream_streams.labels("recording").inc()
+        metrics.viewers.labels("recording").inc()
         try:
             async for chunk in stream.iter_chunks(RELAY_CHUNK):
                 await send(request, resp, chunk)
-                if metrics is not None:
-                    metrics.sent_bytes.labels("recording").inc(len(chunk))
-                    metrics.received_bytes.labels("recording").inc(len(chunk))
+                metrics.sent_bytes.labels("recording").inc(len(chunk))
+                metrics.received_bytes.labels("recording").inc(len(chunk))
         except ProxyError as exc:
             # headers are out: cut the connection so the client sees a truncated body, not a short one
             log.info("recording stream broke mid-body (%s); closing the client connection", exc.message)
-            if metrics is not None:
-                metrics.errors.labels(exc.reason).inc()
+            metrics.errors.labels(exc.reason).inc()
             if request.transport is not None:
                 request.transport.abort()
             return resp
         finally:
-            if metrics is not None:
-                metrics.upstream_streams.labels("recording").dec()
-                metrics.viewers.labels("recording").dec()
+            metrics.upstream_streams.labels("recording").dec()
+            metrics.viewers.labels("recording").dec()
         await resp.write_eof()
         return resp
 

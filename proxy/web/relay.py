@@ -123,9 +123,8 @@ async def send(request: web.Request, resp: web.StreamResponse, data: bytes | mem
 
 
 def _count(request: web.Request, kind: str, size: int) -> None:
-    metrics = request.app.get(METRICS_KEY)
-    if metrics is not None:
-        metrics.sent_bytes.labels(kind).inc(size)
+    metrics = request.app[METRICS_KEY]
+    metrics.sent_bytes.labels(kind).inc(size)
 
 
 async def send_entry(request: web.Request, entry: SegmentEntry, *, name: str, kind: str,
@@ -180,9 +179,8 @@ def _abort(request: web.Request, resp: web.StreamResponse, exc: ProxyError) -> w
     truncated response (and retries) instead of a short body it would take as complete."""
     log.info("%s: upstream failed mid-body (%s); closing the client connection", request.path[:40],
              exc.message)
-    metrics = request.app.get(METRICS_KEY)
-    if metrics is not None:
-        metrics.errors.labels(exc.reason).inc()
+    metrics = request.app[METRICS_KEY]
+    metrics.errors.labels(exc.reason).inc()
     if request.transport is not None:
         request.transport.abort()
     return resp
@@ -217,13 +215,12 @@ async def relay_upstream(request: web.Request, stream: UpstreamStream, *, name: 
         await resp.prepare(request)
         if request.method == hdrs.METH_HEAD:
             return resp
-        metrics = request.app.get(METRICS_KEY)
+        metrics = request.app[METRICS_KEY]
         try:
             async for chunk in stream.iter_chunks(RELAY_CHUNK):
                 await send(request, resp, chunk)
-                if metrics is not None:
-                    metrics.sent_bytes.labels(kind).inc(len(chunk))
-                    metrics.received_bytes.labels(kind).inc(len(chunk))
+                metrics.sent_bytes.labels(kind).inc(len(chunk))
+                metrics.received_bytes.labels(kind).inc(len(chunk))
         except ProxyError as exc:
             return _abort(request, resp, exc)
         await resp.write_eof()
