@@ -33,6 +33,7 @@ from proxy.lineup.hdhr import is_hd
 from proxy.lineup.m3u import tvg_id
 from proxy.nextpvr.client import RecordingFilter
 from proxy.nextpvr.models import Channel, Listing, Recording, RecordingStatus
+from proxy.security import presented_key
 from proxy.web.lineup import GROUPS_KEY, public_base
 from proxy.web.live_hls import parse_channel_id
 
@@ -60,11 +61,7 @@ def require_admin(request: web.Request) -> None:
     if not admin:
         raise Forbidden("DVR write actions are off: set auth.admin_key in the proxy's configuration "
                         "to enable them")
-    supplied = request.headers.get("X-API-Key", "")
-    if not supplied:
-        scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
-        if scheme.lower() == "bearer":
-            supplied = token.strip()
+    supplied = presented_key(request, query=False)
     if not supplied:
         raise AdminKeyRequired("this action needs the admin key")
     if not hmac.compare_digest(supplied.encode(), admin.encode()):

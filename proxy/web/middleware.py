@@ -21,6 +21,7 @@ from aiohttp.typedefs import Middleware
 
 from proxy.errors import NoTunerAvailable, ProxyError, ServiceUnavailable
 from proxy.keys import CONFIG_KEY, METRICS_KEY
+from proxy.security import PUBLIC_PATHS
 
 __all__ = [
     "add_cors_headers",
@@ -145,9 +146,6 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
             response.headers.setdefault(key, value)
 
 
-_UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
-
-
 def limit_middleware(max_clients: int) -> Middleware:
     """At most ``max_clients`` requests in flight (probes exempt): every viewer holds a
     handler and a bounded buffer, so this bounds the proxy's memory as a whole."""
@@ -156,7 +154,7 @@ def limit_middleware(max_clients: int) -> Middleware:
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal in_flight
-        if request.path in _UNLIMITED:
+        if request.path in PUBLIC_PATHS:
             return await handler(request)
         if in_flight >= max_clients:
             raise ServiceUnavailable("Too many clients at once; try again shortly.",

@@ -200,22 +200,32 @@ async def send_bytes_range(request: web.Request, body: bytes, *, content_type: s
     return web.Response(status=206, body=part, content_type=content_type, headers=headers)
 
 
-async def relay_upstream(request: web.Request, stream: UpstreamStream, *, name: str, kind: str,
-                         cache_control: str, content_length: bool = True) -> web.StreamResponse:
-    """Relay an open upstream response (status, length, range headers) chunk by chunk."""
+async def relay_upstream(request: web.Request, stream: UpstreamStream, *, kind: str, content_type: str,
+                         cache_control: str, content_length: bool = True, accept_ranges: bool = False,
+                         watched: str | None = None) -> web.StreamResponse:
+    """Relay an open upstream response (status, length, range headers) chunk by chunk.
+
+    ``accept_ranges`` adds ``Accept-Ranges: bytes`` where NextPVR serves ranges without saying
+    so; ``watched`` names the stream kind whose upstream and viewer gauges cover the relay.
+    """
     async with stream:
         resp = web.StreamResponse(status=stream.status, headers={hdrs.CACHE_CONTROL: cache_control})
         for header in _PASS_HEADERS:
             value = stream.headers.get(header)
             if value is not None:
                 resp.headers[header] = value
-        resp.content_type = content_type_for(name, stream.content_type)
+        if accept_ranges:
+            resp.headers.setdefault(hdrs.ACCEPT_RANGES, "bytes")
         if content_length and stream.content_length is not None:
             resp.content_length = stream.content_length
+        resp.content_type = content_type
         await resp.prepare(request)
         if request.method == hdrs.METH_HEAD:
             return resp
         metrics = request.app[METRICS_KEY]
+        if watched is not None:
+            metrics.upstream_streams.labels(watched).inc()
+            metrics.viewers.labels(watched).inc()
         try:
             async for chunk in stream.iter_chunks(RELAY_CHUNK):
                 await send(request, resp, chunk)
@@ -223,5 +233,9 @@ async def relay_upstream(request: web.Request, stream: UpstreamStream, *, name: 
                 metrics.received_bytes.labels(kind).inc(len(chunk))
         except ProxyError as exc:
             return _abort(request, resp, exc)
+        finally:
+            if watched is not None:
+                metrics.upstream_streams.labels(watched).dec()
+                metrics.viewers.labels(watched).dec()
         await resp.write_eof()
         return resp
