@@ -34,8 +34,8 @@ from proxy.lineup.m3u import tvg_id
 from proxy.nextpvr.client import RecordingFilter
 from proxy.nextpvr.models import Channel, Listing, Recording, RecordingStatus
 from proxy.security import presented_key
-from proxy.web.lineup import GROUPS_KEY, public_base
-from proxy.web.live_hls import parse_channel_id
+from proxy.web.lineup import GROUPS_KEY
+from proxy.web.params import parse_channel_id, public_base
 
 __all__ = ["MAX_GUIDE_SPAN", "setup"]
 

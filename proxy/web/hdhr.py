@@ -21,8 +21,8 @@ from proxy.errors import NoTunerAvailable, ProxyError
 from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY
 from proxy.lineup import hdhr
 from proxy.nextpvr.client import NextPVRClient
-from proxy.web.lineup import public_base
 from proxy.web.live_ts import serve_live_ts
+from proxy.web.params import public_base
 
 __all__ = ["HDHR_KEY", "HDHomeRunDevice", "setup"]
 

@@ -17,7 +17,7 @@ from proxy.keys import CHANNELS_KEY, CONFIG_KEY, METRICS_KEY, TS_KEY
 from proxy.nextpvr.client import NextPVRClient
 from proxy.nextpvr.streams import UpstreamBody
 from proxy.ts.fanout import Opener
-from proxy.web.live_hls import parse_channel_id
+from proxy.web.params import parse_channel_id
 from proxy.web.relay import send
 
 __all__ = ["live_ts_opener", "serve_live_ts", "setup"]

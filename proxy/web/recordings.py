@@ -37,8 +37,9 @@ from proxy.nextpvr.models import Recording, RecordingStatus
 from proxy.nextpvr.streams import UpstreamStream
 from proxy.recordings.files import RecordingFiles
 from proxy.recordings.ranges import parse_range
-from proxy.web.live_hls import profile_of, serve_transcode_playlist
+from proxy.web.live_hls import serve_transcode_playlist
 from proxy.web.local_file import TS_TYPE, send_local_file
+from proxy.web.params import profile_of
 from proxy.web.relay import relay_upstream
 
 __all__ = ["RECORDINGS_KEY", "RecordingLookup", "Recordings", "setup", "upstream_range"]
