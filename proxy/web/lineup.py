@@ -9,7 +9,6 @@ fetched a playlist with ``?api_key=`` gets the same key on every URL inside it.
 from __future__ import annotations
 
 import email.utils
-from collections.abc import AsyncIterator
 
 from aiohttp import hdrs, web
 
@@ -188,22 +187,7 @@ def guide_readiness(guide: GuideCache) -> ReadinessCheck:
     return check
 
 
-async def _lineup_services(app: web.Application) -> AsyncIterator[None]:
-    config, client, directory = app[CONFIG_KEY], app[CLIENT_KEY], app[CHANNELS_KEY]
-    guide = GuideCache(channels=directory.channels, listings=client.channel_listings,
-                       days=config.guide.days, refresh_interval=config.guide.refresh_interval)
-    app[GUIDE_KEY] = guide
-    app[ICONS_KEY] = IconCache(client, max_bytes=config.guide.icon_cache_bytes)
-    app[GROUPS_KEY] = ChannelGroups(client)
-    guide.start()
-    try:
-        yield
-    finally:
-        await guide.close()
-
-
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(_lineup_services)
     app.router.add_get("/playlist.m3u", playlist_m3u)
     app.router.add_get("/recordings.m3u", recordings_m3u)
     app.router.add_get("/epg.xml", epg_xml)

@@ -153,12 +153,6 @@ async def recording_playlist(request: web.Request) -> web.Response:
     return await serve_transcode_playlist(request, TranscodeKey("recording", rec.id, profile))
 
 
-async def _start(app: web.Application) -> None:
-    app[RECORDINGS_KEY] = Recordings(RecordingLookup(app[CLIENT_KEY]),
-                                     RecordingFiles(app[CONFIG_KEY].recordings.path_map))
-
-
 def setup(app: web.Application) -> None:
-    app.on_startup.append(_start)
     app.router.add_get(r"/recordings/{recording_id:\d{1,10}}.m3u8", recording_playlist)
     app.router.add_get(r"/recordings/{recording_id:\d{1,10}}", recording_stream)
