@@ -23,10 +23,14 @@ from proxy.keys import (
     CHANNELS_KEY,
     CLIENT_KEY,
     CONFIG_KEY,
+    GROUPS_KEY,
+    GUIDE_KEY,
     HTTP_KEY,
+    ICONS_KEY,
     METRICS_KEY,
     SEGMENTS_KEY,
     SIGNER_KEY,
+    TRACE_KEY,
     TRANSCODES_KEY,
     TS_KEY,
 )
@@ -49,8 +53,6 @@ from proxy.web.middleware import (
 )
 
 __all__ = ["create_app"]
-
-TRACE_KEY = web.AppKey("trace_configs", list[aiohttp.TraceConfig])
 
 #: concurrent connections to NextPVR (streams hold theirs for their whole life)
 _UPSTREAM_CONNECTIONS = 512
@@ -122,11 +124,11 @@ async def _streaming(app: web.Application) -> AsyncIterator[None]:
 async def _frontends(app: web.Application) -> AsyncIterator[None]:
     """The lineup (guide, icons, groups), readiness, the HDHomeRun device and recordings."""
     config, client = app[CONFIG_KEY], app[CLIENT_KEY]
-    guide = app[lineup.GUIDE_KEY] = GuideCache(
+    guide = app[GUIDE_KEY] = GuideCache(
         channels=app[CHANNELS_KEY].channels, listings=client.channel_listings,
         days=config.guide.days, refresh_interval=config.guide.refresh_interval)
-    app[lineup.ICONS_KEY] = IconCache(client, max_bytes=config.guide.icon_cache_bytes)
-    app[lineup.GROUPS_KEY] = ChannelGroups(client)
+    app[ICONS_KEY] = IconCache(client, max_bytes=config.guide.icon_cache_bytes)
+    app[GROUPS_KEY] = ChannelGroups(client)
     readiness = app[health.READINESS_KEY] = health.Readiness(client, config.server.readiness_cache)
     readiness.extra["guide"] = lineup.guide_readiness(guide)
     if config.hdhomerun.enabled:

@@ -28,13 +28,12 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from proxy.errors import AdminKeyRequired, BadRequest, BodyTooLarge, Forbidden, NextPVRFailed
-from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY
+from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY, GROUPS_KEY
 from proxy.lineup.hdhr import is_hd
 from proxy.lineup.m3u import tvg_id
 from proxy.nextpvr.client import RecordingFilter
 from proxy.nextpvr.models import Channel, Listing, Recording, RecordingStatus
 from proxy.security import presented_key
-from proxy.web.lineup import GROUPS_KEY
 from proxy.web.params import parse_channel_id, public_base
 
 __all__ = ["MAX_GUIDE_SPAN", "setup"]

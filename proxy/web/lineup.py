@@ -13,17 +13,15 @@ import email.utils
 from aiohttp import hdrs, web
 
 from proxy.errors import BadRequest, NotFound, ServiceUnavailable
-from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY
-from proxy.lineup.groups import ChannelGroups
+from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY, GROUPS_KEY, GUIDE_KEY, ICONS_KEY
 from proxy.lineup.guide import GuideCache
-from proxy.lineup.icons import IconCache
 from proxy.lineup.m3u import StreamFormat, channel_playlist, recordings_playlist
 from proxy.nextpvr.models import RecordingStatus
 from proxy.web.health import ReadinessCheck
 from proxy.web.params import api_key_query, parse_channel_id, public_base
 from proxy.web.relay import send
 
-# api_key_query and public_base live in params.py; re-exported for existing imports
+# the keys live in keys.py, api_key_query and public_base in params.py: re-exported for existing imports
 __all__ = [
     "GROUPS_KEY",
     "GUIDE_KEY",
@@ -35,9 +33,6 @@ __all__ = [
     "setup",
 ]
 
-GUIDE_KEY = web.AppKey("guide", GuideCache)
-ICONS_KEY = web.AppKey("icons", IconCache)
-GROUPS_KEY = web.AppKey("channel_groups", ChannelGroups)
 
 M3U_TYPE = "audio/x-mpegurl"
 _ICON_CACHE_CONTROL = "public, max-age=86400"
