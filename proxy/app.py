@@ -1,4 +1,11 @@
-"""The application factory: routes, middlewares and the objects that live as long as the app."""
+"""The application factory: routes, middlewares and the objects that live as long as the app.
+
+Every long-lived service is built here, in three cleanup contexts that run in the order
+listed in :func:`create_app` and are torn down in reverse: the NextPVR connection first
+(so it goes last: sessions are logged out after every tuner was given back), then the
+streaming services, then the lineup and the front ends (the guide builder stops first).
+The ``web/*`` modules only add routes.
+"""
 
 from __future__ import annotations
 
@@ -16,16 +23,24 @@ from proxy.keys import (
     CHANNELS_KEY,
     CLIENT_KEY,
     CONFIG_KEY,
+    GROUPS_KEY,
+    GUIDE_KEY,
     HTTP_KEY,
+    ICONS_KEY,
     METRICS_KEY,
     SEGMENTS_KEY,
     SIGNER_KEY,
+    TRACE_KEY,
     TRANSCODES_KEY,
     TS_KEY,
 )
 from proxy.lineup.channels import ChannelDirectory
+from proxy.lineup.groups import ChannelGroups
+from proxy.lineup.guide import GuideCache
+from proxy.lineup.icons import IconCache
 from proxy.metrics import Metrics
 from proxy.nextpvr.client import NextPVRClient
+from proxy.recordings.files import RecordingFiles
 from proxy.security import auth_middleware
 from proxy.ts.fanout import LiveTSManager
 from proxy.web import api, hdhr, health, lineup, live_hls, live_ts, recordings
@@ -38,8 +53,6 @@ from proxy.web.middleware import (
 )
 
 __all__ = ["create_app"]
-
-TRACE_KEY = web.AppKey("trace_configs", list[aiohttp.TraceConfig])
 
 #: concurrent connections to NextPVR (streams hold theirs for their whole life)
 _UPSTREAM_CONNECTIONS = 512
@@ -57,7 +70,7 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None,
     app[CONFIG_KEY] = config
     app[METRICS_KEY] = Metrics(registry)
     app[TRACE_KEY] = list(trace_configs)
-    app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.extend([_nextpvr, _streaming, _frontends])
     app.on_shutdown.append(_on_shutdown)
     app.on_response_prepare.append(add_cors_headers)
     health.setup(app)
@@ -67,45 +80,66 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None,
     hdhr.setup(app)
     api.setup(app)
     recordings.setup(app)
-    # runs after every cleanup context, so both the readiness checker and the guide exist
-    app.on_startup.append(_register_readiness)
     return app
 
 
-async def _register_readiness(app: web.Application) -> None:
-    app[health.READINESS_KEY].extra["guide"] = lineup.guide_readiness(app[lineup.GUIDE_KEY])
-
-
-async def _services(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG_KEY]
-    metrics = app[METRICS_KEY]
+async def _nextpvr(app: web.Application) -> AsyncIterator[None]:
+    """The HTTP session to NextPVR, the API client and what only needs the client."""
+    config, metrics = app[CONFIG_KEY], app[METRICS_KEY]
     connector = aiohttp.TCPConnector(limit=_UPSTREAM_CONNECTIONS, limit_per_host=0, ttl_dns_cache=300)
     http = aiohttp.ClientSession(connector=connector, requote_redirect_url=False,
                                  trace_configs=app[TRACE_KEY] or None)
     client = NextPVRClient(config.nextpvr, http, observer=metrics)
-    secret = config.auth.token_secret.encode() if config.auth.token_secret else None
-    signer = TokenSigner(secret)
-    segments = SegmentCache(cache_bytes=config.hls.segment_cache_bytes,
-                            segment_max_bytes=config.hls.segment_max_bytes, metrics=metrics)
     app[HTTP_KEY] = http
     app[CLIENT_KEY] = client
-    app[SIGNER_KEY] = signer
-    app[SEGMENTS_KEY] = segments
     app[CHANNELS_KEY] = ChannelDirectory(client)
-    app[TRANSCODES_KEY] = TranscodeManager(config, client, signer, segments, metrics=metrics)
+    try:
+        yield
+    finally:
+        await client.logout_all()
+        await http.close()
+
+
+async def _streaming(app: web.Application) -> AsyncIterator[None]:
+    """Tokens, the segment cache, the transcodes (live and recording HLS) and the live TS fan-out."""
+    config, metrics, client = app[CONFIG_KEY], app[METRICS_KEY], app[CLIENT_KEY]
+    secret = config.auth.token_secret.encode() if config.auth.token_secret else None
+    signer = app[SIGNER_KEY] = TokenSigner(secret)
+    segments = app[SEGMENTS_KEY] = SegmentCache(cache_bytes=config.hls.segment_cache_bytes,
+                                                segment_max_bytes=config.hls.segment_max_bytes, metrics=metrics)
+    transcodes = app[TRANSCODES_KEY] = TranscodeManager(config, client, signer, segments, metrics=metrics)
     ts = app[TS_KEY] = LiveTSManager(config.ts, live_ts.live_ts_opener(client, config.ts.upstream_idle_timeout),
-                                metrics=metrics)
+                                     metrics=metrics)
     # computed at scrape time: keeping a running sum would cost work on every chunk
     metrics.ts_buffered_bytes.set_function(lambda: sum(s.buffered_bytes for s in ts.streams()))
     try:
         yield
     finally:
-        # give NextPVR its tuners back first, then its sessions
-        await app[TS_KEY].close()
-        await app[TRANSCODES_KEY].close()
+        # give NextPVR its tuners back before the sessions go
+        await ts.close()
+        await transcodes.close()
         await segments.close()
-        await client.logout_all()
-        await http.close()
+
+
+async def _frontends(app: web.Application) -> AsyncIterator[None]:
+    """The lineup (guide, icons, groups), readiness, the HDHomeRun device and recordings."""
+    config, client = app[CONFIG_KEY], app[CLIENT_KEY]
+    guide = app[GUIDE_KEY] = GuideCache(
+        channels=app[CHANNELS_KEY].channels, listings=client.channel_listings,
+        days=config.guide.days, refresh_interval=config.guide.refresh_interval)
+    app[ICONS_KEY] = IconCache(client, max_bytes=config.guide.icon_cache_bytes)
+    app[GROUPS_KEY] = ChannelGroups(client)
+    readiness = app[health.READINESS_KEY] = health.Readiness(client, config.server.readiness_cache)
+    readiness.extra["guide"] = lineup.guide_readiness(guide)
+    if config.hdhomerun.enabled:
+        app[hdhr.HDHR_KEY] = hdhr.HDHomeRunDevice(config, client)
+    app[recordings.RECORDINGS_KEY] = recordings.Recordings(
+        recordings.RecordingLookup(client), RecordingFiles(config.recordings.path_map))
+    guide.start()
+    try:
+        yield
+    finally:
+        await guide.close()
 
 
 async def _on_shutdown(app: web.Application) -> None:

@@ -19,13 +19,18 @@ One middleware turns them into responses; anything else is a 500.
     │   ├── NextPVRUnparseable (502)      malformed XML/JSON, garbage playlist
     │   ├── NextPVRFailed (502)           any other non-ok answer, with its code
     │   ├── TranscodeFailed (502)         the transcoder died or refused the profile
+    │   ├── TranscodeLost (502)           the transcode's playlist is gone (404) or its session is
+    │   │                                 (code 8): the proxy starts a new transcode
     │   └── UpstreamTooLarge (502)        a playlist larger than the configured limit
     ├── SessionPoolExhausted (503)        every pooled NextPVR session is leased out
+    ├── GuideBuildFailed (500)            the XMLTV guide could not be built yet
     ├── AuthRequired (401)                missing or wrong API key
+    │   └── AdminKeyRequired (401)        an admin route without the admin key
     ├── Forbidden (403)                   forged, expired or mis-scoped token; admin action
     ├── NotFound (404)
     ├── BadRequest (400)                  names the offending field
     ├── RangeNotSatisfiable (416)
+    ├── BodyTooLarge (413)                a request body over its limit
     └── ServiceUnavailable (503)          shutting down, feature off
 """
 
@@ -34,10 +39,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
+    "AdminKeyRequired",
     "AuthRequired",
     "BadRequest",
+    "BodyTooLarge",
     "ChannelNotFound",
     "Forbidden",
+    "GuideBuildFailed",
     "LoginRefused",
     "NextPVRError",
     "NextPVRFailed",
@@ -53,6 +61,7 @@ __all__ = [
     "SessionExpired",
     "SessionPoolExhausted",
     "TranscodeFailed",
+    "TranscodeLost",
     "UpstreamTooLarge",
 ]
 
@@ -159,6 +168,17 @@ class TranscodeFailed(NextPVRError):
         self.profile = profile
 
 
+class TranscodeLost(NextPVRError):
+    """NextPVR no longer has the transcode: its playlist answers 404 (``session_lost`` False) or
+    code 8 (``session_lost`` True: the session must log in again before a new transcode)."""
+
+    reason = "transcode_lost"
+
+    def __init__(self, message: str, *, session_lost: bool) -> None:
+        super().__init__(message)
+        self.session_lost = session_lost
+
+
 class UpstreamTooLarge(NextPVRError):
     reason = "upstream_too_large"
 
@@ -176,6 +196,22 @@ class AuthRequired(ProxyError):
     status = 401
     reason = "auth_required"
     hint = "Send the API key in the X-API-Key header or the api_key query parameter."
+
+
+class AdminKeyRequired(AuthRequired):
+    hint = "Send the admin key in the X-API-Key header or as 'Authorization: Bearer <key>'."
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="nextpvr-hls-proxy"'})
+
+
+class GuideBuildFailed(ProxyError):
+    reason = "guide_unavailable"
+
+
+class BodyTooLarge(ProxyError):
+    status = 413
+    reason = "body_too_large"
 
 
 class Forbidden(ProxyError):

@@ -49,10 +49,11 @@ async def start_site(app: web.Application, host: str, port: int, *, shutdown_tim
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
     bound = port
-    server = getattr(site, "_server", None)
-    sockets = getattr(server, "sockets", None) or []
-    if sockets:
-        bound = sockets[0].getsockname()[1]
+    for address in runner.addresses:
+        # (host, port) for IPv4, (host, port, flowinfo, scope) for IPv6
+        if isinstance(address, tuple) and len(address) >= 2:
+            bound = int(address[1])
+            break
     return runner, bound
 
 

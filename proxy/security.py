@@ -36,6 +36,7 @@ from proxy.errors import AuthRequired
 from proxy.keys import CONFIG_KEY
 
 __all__ = [
+    "PUBLIC_PATHS",
     "Access",
     "access_level",
     "auth_middleware",
@@ -49,7 +50,8 @@ log = logging.getLogger("proxy.security")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_PUBLIC = frozenset({"/healthz", "/readyz", "/metrics"})
+#: probes and metrics: no key, and never refused by the client limit
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _HDHOMERUN = frozenset(
     {"/discover.json", "/lineup.json", "/lineup_status.json", "/lineup.post", "/device.xml"})
 #: a key longer than this is not compared at all (bounded work per request)
@@ -65,7 +67,7 @@ class Access(enum.Enum):
 
 def access_level(request: web.Request) -> Access:
     path = request.path
-    if request.method == hdrs.METH_OPTIONS or path in _PUBLIC:
+    if request.method == hdrs.METH_OPTIONS or path in PUBLIC_PATHS:
         return Access.PUBLIC
     if path.startswith("/hls/"):
         return Access.TOKEN
@@ -74,14 +76,15 @@ def access_level(request: web.Request) -> Access:
     return Access.KEY
 
 
-def presented_key(request: web.Request) -> str | None:
-    """The key a client sent: header, bearer token or query parameter (in that order)."""
+def presented_key(request: web.Request, *, query: bool = True) -> str | None:
+    """The key a client sent: header, bearer token or (``query``) the ``api_key`` parameter,
+    in that order. Admin actions pass ``query=False``: their key never goes into a URL."""
     key = request.headers.get("X-API-Key")
     if key is None:
         auth = request.headers.get(hdrs.AUTHORIZATION, "")
         if auth[:7].lower() == "bearer ":
             key = auth[7:].strip()
-    if key is None:
+    if key is None and query:
         key = request.query.get("api_key")
     return key
 

@@ -25,6 +25,8 @@ from proxy.app import create_app
 from proxy.config import Config, parse_config
 from proxy.emulator import Emulator, EmulatorConfig
 from proxy.keys import CONFIG_KEY
+from proxy.media.library import MediaLibrary
+from tests.emulator_client import MakeEmu, emu_client_factory
 
 TEST_PIN = "918273"
 
@@ -52,10 +54,10 @@ def _response_secret_check(emu: Emulator) -> Any:
     return check
 
 
-def proxy_config(base_url: str, pin: str = TEST_PIN, **overrides: Any) -> Config:
-    """A config for tests: the minimal file plus dotted-key overrides."""
+def proxy_config(base_url: str, **overrides: Any) -> Config:
+    """A config for tests: the minimal file plus dotted-key overrides (``nextpvr.pin`` too)."""
     raw: dict[str, Any] = {
-        "nextpvr": {"base_url": base_url, "pin": pin},
+        "nextpvr": {"base_url": base_url, "pin": TEST_PIN},
         "server": {"host": "127.0.0.1", "port": 0},
         "logging": {"level": "DEBUG"},
     }
@@ -85,6 +87,18 @@ async def emulator_factory() -> AsyncIterator[EmulatorFactory]:
         await emu.stop()
 
 
+@pytest.fixture(scope="session")
+def media_library() -> MediaLibrary:
+    """The committed samples, loaded once (the emulator tests build many apps on them)."""
+    return MediaLibrary.load()
+
+
+@pytest.fixture
+def make_emu_client(aiohttp_client: Any, media_library: MediaLibrary) -> MakeEmu:
+    """In-process emulator apps behind a TestClient, for the emulator's own protocol tests."""
+    return emu_client_factory(aiohttp_client, media_library)
+
+
 @pytest.fixture
 async def emulator(emulator_factory: EmulatorFactory) -> Emulator:
     return await emulator_factory()
@@ -96,7 +110,7 @@ async def proxy_factory() -> AsyncIterator[ProxyFactory]:
 
     async def build(emu: Emulator | str, *, pin: str = TEST_PIN, **overrides: Any) -> TestClient[Any, Any]:
         base = emu if isinstance(emu, str) else emu.url
-        app = create_app(proxy_config(base, pin, **overrides), registry=CollectorRegistry())
+        app = create_app(proxy_config(base, **{"nextpvr.pin": pin, **overrides}), registry=CollectorRegistry())
         if not isinstance(emu, str):
             app.middlewares.append(_response_secret_check(emu))
         client: TestClient[Any, Any] = TestClient(TestServer(app, access_log=None))
@@ -114,8 +128,22 @@ async def proxy(emulator: Emulator, proxy_factory: ProxyFactory) -> TestClient[A
     return await proxy_factory(emulator)
 
 
+def uris(text: str | bytes) -> list[str]:
+    """The URI lines of a playlist (every line that is neither blank nor a tag or comment)."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def app_of(client: TestClient[Any, Any]) -> web.Application:
+    """The proxy application behind a test client (typed: its AppKeys give typed services)."""
+    server = client.server
+    assert isinstance(server, TestServer), "a proxy test client runs a TestServer"
+    return server.app
+
+
 def app_config(client: TestClient[Any, Any]) -> Config:
-    return client.server.app[CONFIG_KEY]
+    return app_of(client)[CONFIG_KEY]
 
 
 class _SecretWatch(logging.Handler):

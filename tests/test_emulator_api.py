@@ -4,92 +4,30 @@ transcodes and their expiry, the control API and the API-side fault hooks."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import m3u8  # test oracle: reads the emulator's playlists
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from proxy.emulator import STATE_KEY, EmulatorConfig, EmulatorState, create_emulator_app
+from proxy.emulator import EmulatorConfig
 from proxy.emulator.api import expected_login_hash
 from proxy.emulator.hls import window
-from proxy.media.library import MediaLibrary
+from tests.emulator_client import DECLARATION, EMU_PIN, MakeEmu, login_hash
+from tests.emulator_client import EmuClient as Emu
 
-PIN = "4711"
-DECLARATION = '<?xml version="1.0" encoding="utf-8" ?>\n'
+PIN = EMU_PIN
 INVALID_ARGS = {"stat": "Failed", "code": 2, "msg": "Invalid Args."}
 
 
-class Emu:
-    """A test client for one emulator app, with the login done the way NextPVR clients do it."""
-
-    def __init__(self, client: TestClient[Any, Any], state: EmulatorState) -> None:
-        self.client = client
-        self.state = state
-        self.sid = ""
-
-    async def raw(
-        self, method: str, path: str = "/service", headers: dict[str, str] | None = None, **params: Any
-    ) -> tuple[int, str, str]:
-        query = {"method": method, **{k: str(v) for k, v in params.items()}}
-        async with self.client.get(path, params=query, headers=headers) as resp:
-            return resp.status, resp.headers.get("Content-Type", ""), await resp.text(errors="replace")
-
-    async def xml(self, method: str, **params: Any) -> ET.Element:
-        status, ctype, body = await self.raw(method, sid=self.sid, **params)
-        assert status == 200, body
-        assert ctype.startswith("text/xml")
-        assert body.startswith(DECLARATION)
-        return ET.fromstring(body)
-
-    async def json(self, method: str, **params: Any) -> Any:
-        status, ctype, body = await self.raw(method, sid=self.sid, format="json", **params)
-        assert status == 200, body
-        assert ctype.startswith("application/json")
-        return json.loads(body)
-
-    async def login(self, pin: str = PIN, *, upper: bool = False) -> str:
-        root = ET.fromstring((await self.raw("session.initiate", ver="1.0", device="pytest"))[2])
-        sid, salt = root.findtext("sid", ""), root.findtext("salt", "")
-        digest = login_hash(pin, salt)
-        root = ET.fromstring(
-            (await self.raw("session.login", sid=sid, md5=digest.upper() if upper else digest))[2]
-        )
-        assert root.get("stat") == "ok", ET.tostring(root)
-        self.sid = sid
-        return sid
-
-
-def login_hash(pin: str, salt: str) -> str:
-    inner = hashlib.md5(pin.encode()).hexdigest()
-    return hashlib.md5(f":{inner}:{salt}".encode()).hexdigest()
-
-
-MakeEmu = Callable[..., Awaitable[Emu]]
-
-
-@pytest.fixture(scope="module")
-def library() -> MediaLibrary:
-    return MediaLibrary.load()
-
-
 @pytest.fixture
-def make_emu(aiohttp_client: Any, library: MediaLibrary) -> MakeEmu:
-    async def make(**overrides: Any) -> Emu:
-        settings: dict[str, Any] = {"pin": PIN, "segment_seconds": 1, "transcode_ready_seconds": 0.1}
-        settings.update(overrides)
-        app = create_emulator_app(EmulatorConfig(**settings), library)
-        return Emu(await aiohttp_client(app), app[STATE_KEY])
-
-    return make
+def make_emu(make_emu_client: MakeEmu) -> MakeEmu:
+    return make_emu_client
 
 
 @web.middleware
@@ -162,11 +100,10 @@ async def test_login_with_a_wrong_pin_fails_at_http_200(make_emu: MakeEmu) -> No
     ],
 )
 async def test_remote_login_refusals(
-    aiohttp_client: Any, library: MediaLibrary, settings: dict[str, Any], refusal: str | None
+    make_emu_client: MakeEmu, settings: dict[str, Any], refusal: str | None
 ) -> None:
-    app = create_emulator_app(EmulatorConfig(**settings), library)
-    app.middlewares.append(from_afar)
-    e = Emu(await aiohttp_client(app), app[STATE_KEY])
+    # the emulator's own default PIN unless the case names one
+    e = await make_emu_client(middlewares=[from_afar], **{"pin": "0000", **settings})
     keys = json.loads((await e.raw("session.initiate", format="json"))[2])
     digest = login_hash(settings.get("pin", "0000"), keys["salt"])
     answer = json.loads((await e.raw("session.login", sid=keys["sid"], md5=digest, format="json"))[2])

@@ -4,6 +4,7 @@ timeshift, transcode segments as real H.264 + AAC, the restart hook and the stre
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import re
@@ -13,76 +14,19 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 
-from proxy.emulator import STATE_KEY, Emulator, EmulatorConfig, EmulatorState, create_emulator_app
+from proxy.emulator import Emulator, EmulatorConfig
 from proxy.media.library import MediaLibrary
+from tests.emulator_client import EmuClient as Emu
+from tests.emulator_client import MakeEmu
 
 NO_TUNER = "No tuner was available for the requested channel."
 
 
-class Emu:
-    def __init__(self, client: TestClient[Any, Any], state: EmulatorState) -> None:
-        self.client = client
-        self.state = state
-        self.sid = ""
-
-    async def api(self, method: str, **params: Any) -> Any:
-        query = {
-            "method": method,
-            "sid": self.sid,
-            "format": "json",
-            **{k: str(v) for k, v in params.items()},
-        }
-        async with self.client.get("/service", params=query) as resp:
-            assert resp.status == 200
-            return json.loads(await resp.text())
-
-    async def login(self) -> str:
-        keys = await self.api("session.initiate", ver="1.0", device="pytest")
-        inner = hashlib.md5(b"0000").hexdigest()
-        digest = hashlib.md5(f":{inner}:{keys['salt']}".encode()).hexdigest()
-        self.sid = keys["sid"]
-        assert (await self.api("session.login", md5=digest))["stat"] == "ok"
-        return self.sid
-
-    async def open_live(self, **params: Any) -> aiohttp.ClientResponse:
-        query = {"sid": self.sid, **{k: str(v) for k, v in params.items()}}
-        return await self.client.get("/live", params=query)
-
-    async def recording(
-        self, rec_id: int, headers: dict[str, str] | None = None, method: str = "GET", **params: Any
-    ) -> aiohttp.ClientResponse:
-        query = {
-            "recording": str(rec_id),
-            "client": f"XBMC-{self.sid}",
-            **{k: str(v) for k, v in params.items()},
-        }
-        return await self.client.request(method, "/live", params=query, headers=headers)
-
-    async def recording_id(self, status: str) -> int:
-        return int((await self.api("recording.list", filter=status))["recordings"][0]["id"])
-
-
-MakeEmu = Callable[..., Awaitable[Emu]]
-
-
-@pytest.fixture(scope="module")
-def library() -> MediaLibrary:
-    return MediaLibrary.load()
-
-
 @pytest.fixture
-def make_emu(aiohttp_client: Any, library: MediaLibrary) -> MakeEmu:
-    async def make(**overrides: Any) -> Emu:
-        settings: dict[str, Any] = {"segment_seconds": 1, "transcode_ready_seconds": 0.05}
-        settings.update(overrides)
-        app = create_emulator_app(EmulatorConfig(**settings), library)
-        emu = Emu(await aiohttp_client(app), app[STATE_KEY])
-        await emu.login()
-        return emu
-
-    return make
+def make_emu(make_emu_client: MakeEmu) -> MakeEmu:
+    # logged in; a transcode is ready sooner than in the API tests
+    return functools.partial(make_emu_client, login=True, transcode_ready_seconds=0.05)
 
 
 async def probe(data: bytes) -> dict[str, Any]:
@@ -120,8 +64,8 @@ async def read_until_closed(resp: aiohttp.ClientResponse, seconds: float = 5.0) 
 
 
 # -- /live channels and tuners ----------------------------------------------------------------------------
-async def test_emulator_class_serves_and_stops_with_open_streams(library: MediaLibrary) -> None:
-    async with Emulator(EmulatorConfig(segment_seconds=1), library) as emu:
+async def test_emulator_class_serves_and_stops_with_open_streams(media_library: MediaLibrary) -> None:
+    async with Emulator(EmulatorConfig(segment_seconds=1), media_library) as emu:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", emu.url)
         async with aiohttp.ClientSession() as http:
             async with http.get(emu.url + "/service", params={"method": "session.initiate"}) as resp:

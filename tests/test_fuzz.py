@@ -24,7 +24,7 @@ from tests.conftest import TEST_PIN, EmulatorFactory, proxy_config
 EXAMPLES = 2500
 
 _text = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=40)
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=40)
 _ids = st.one_of(
     st.sampled_from(["7181", "7183", "7186", "1", "0", "-1", "999999999999", "4.1", "", "%00", "..",
                      "7181.ts", "00007181"]),

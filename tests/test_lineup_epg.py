@@ -35,7 +35,7 @@ from proxy.lineup.guide import GuideCache
 from proxy.lineup.xmltv import XMLTV_TAIL, episode_numbers, programme_elements, xmltv_head, xmltv_time
 from proxy.nextpvr.models import Channel, Listing
 from proxy.web.lineup import GUIDE_KEY, guide_readiness
-from tests.conftest import ProxyFactory
+from tests.conftest import ProxyFactory, app_of
 
 DTD = etree.DTD(str(Path(__file__).parent / "resources" / "xmltv.dtd"))
 XMLTV_TIME = re.compile(r"^\d{14} \+0000$")
@@ -43,7 +43,7 @@ DAYS = 3
 
 
 def guide_of(proxy: TestClient[Any, Any]) -> GuideCache:
-    return proxy.server.app[GUIDE_KEY]
+    return app_of(proxy)[GUIDE_KEY]
 
 
 async def built(proxy: TestClient[Any, Any], count: int = 1) -> GuideCache:

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from proxy.emulator import Emulator
 from proxy.web.lineup import ICONS_KEY
-from tests.conftest import ProxyFactory
+from tests.conftest import ProxyFactory, app_of
 from tests.test_lineup_epg import GatedNextPVR
 
 
@@ -60,7 +60,7 @@ async def test_missing_icon_answer_is_cached(emulator: Emulator, proxy_factory: 
 async def test_cache_is_bounded_in_bytes(emulator: Emulator, proxy_factory: ProxyFactory) -> None:
     size = len(emulator.state.icons["wxyz.png"])
     proxy = await proxy_factory(emulator, **{"guide.icon_cache_bytes": size + 10})
-    icons = proxy.server.app[ICONS_KEY]
+    icons = app_of(proxy)[ICONS_KEY]
     assert (await proxy.get("/icons/7181")).status == 200
     assert icons.cached_bytes == size
     assert (await proxy.get("/icons/7183")).status == 200  # evicts the first
@@ -72,4 +72,4 @@ async def test_cache_is_bounded_in_bytes(emulator: Emulator, proxy_factory: Prox
     for _ in range(2):
         resp = await tiny.get("/icons/7181")  # too big to keep, still served
         assert resp.status == 200 and await resp.read() == emulator.state.icons["wxyz.png"]
-    assert tiny.server.app[ICONS_KEY].cached_bytes == 0
+    assert app_of(tiny)[ICONS_KEY].cached_bytes == 0

@@ -17,7 +17,7 @@ from proxy.emulator.data import CHANNELS
 from proxy.lineup.m3u import channel_playlist
 from proxy.nextpvr.models import Channel
 from proxy.web.lineup import GUIDE_KEY
-from tests.conftest import EmulatorFactory, ProxyFactory
+from tests.conftest import EmulatorFactory, ProxyFactory, app_of
 from tests.players import ffprobe_codecs, needs_ffmpeg
 
 
@@ -183,7 +183,7 @@ async def test_with_api_keys_the_playlists_urls_work_with_the_key_they_carry(
     assert (await proxy.get(logo.path_qs)).status == 200
     assert (await proxy.get(logo.path)).status == 401
     async with asyncio.timeout(10):
-        await proxy.server.app[GUIDE_KEY].wait_for_build(1)
+        await app_of(proxy)[GUIDE_KEY].wait_for_build(1)
     assert (await proxy.get(guide.path_qs)).status == 200
     assert (await proxy.get(guide.path)).status == 401
     recordings = await fetch_playlist(proxy, "/recordings.m3u", params={"api_key": key})

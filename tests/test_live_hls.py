@@ -14,19 +14,15 @@ from aiohttp.test_utils import TestClient
 from proxy.emulator import Emulator
 from proxy.hls.manager import TranscodeManager
 from proxy.keys import SIGNER_KEY, TRANSCODES_KEY
-from tests.conftest import EmulatorFactory, ProxyFactory
+from tests.conftest import EmulatorFactory, ProxyFactory, app_of, uris
 from tests.players import PlayerLog, ffmpeg_decode, needs_ffmpeg, play_hls
 
 CHANNEL = 7181
 OTHER = 7183
 
 
-def uris(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line and not line.startswith("#")]
-
-
 def manager(client: TestClient[Any, Any]) -> TranscodeManager:
-    return client.server.app[TRANSCODES_KEY]
+    return app_of(client)[TRANSCODES_KEY]
 
 
 async def test_playlist_rewritten_to_signed_proxy_paths(emulator: Emulator,
@@ -301,5 +297,5 @@ async def test_recording_segment_tokens_outlive_the_playback(emulator: Emulator,
     total = sum(s.duration for s in playlist.segments)
     assert total >= 20
     scope, token = playlist.segments[-1].uri.split("/")[2:4]
-    target = proxy.server.app[SIGNER_KEY].verify(scope, token, now=time.time())
+    target = app_of(proxy)[SIGNER_KEY].verify(scope, token, now=time.time())
     assert target.expires >= time.time() + total  # + the configured 5 s lifetime

@@ -15,7 +15,7 @@ from proxy.emulator.data import channel_by_oid
 from proxy.keys import METRICS_KEY, TS_KEY
 from proxy.media.analyzer import StreamAnalyzer
 from proxy.ts.fanout import LiveTSManager
-from tests.conftest import EmulatorFactory, ProxyFactory, app_config
+from tests.conftest import EmulatorFactory, ProxyFactory, app_config, app_of
 from tests.players import ffprobe_codecs, needs_ffmpeg
 
 CHANNEL = 7181
@@ -23,7 +23,7 @@ OTHER = 7183
 
 
 def ts_manager(client: TestClient[Any, Any]) -> LiveTSManager:
-    return client.server.app[TS_KEY]
+    return app_of(client)[TS_KEY]
 
 
 async def read_at_least(client: TestClient[Any, Any], path: str, size: int, *, timeout: float = 20) -> bytes:
@@ -117,7 +117,9 @@ async def test_slow_viewer_is_disconnected_without_hurting_the_other(
     reader, writer = await _stalled_viewer(proxy, f"/live/{CHANNEL}.ts")
     stream = manager.get(CHANNEL)
     assert stream is not None
-    live_rate = emu.state.feeds.media.source(emu.state.feeds.source_name(channel_by_oid(CHANNEL))).bitrate / 8
+    channel = channel_by_oid(CHANNEL)
+    assert channel is not None
+    live_rate = emu.state.feeds.media.source(emu.state.feeds.source_name(channel)).bitrate / 8
     received = 0
     peak_channel = 0
     target: list[tuple[int, asyncio.Event]] = []
@@ -154,7 +156,7 @@ async def test_slow_viewer_is_disconnected_without_hurting_the_other(
     assert all(v.peak <= limit for v in stream.viewers)
     # the proxy's own accounting: viewers' queues plus the keyframe cache stay bounded
     assert peak_channel <= 2 * limit + app_config(proxy).ts.keyframe_cache_bytes
-    metrics = proxy.server.app[METRICS_KEY]
+    metrics = app_of(proxy)[METRICS_KEY]
     # the same accounting is the ts_buffered_bytes gauge Prometheus scrapes
     assert stream.buffered_bytes > 0
     assert metrics.registry.get_sample_value("nextpvr_proxy_ts_buffered_bytes") == stream.buffered_bytes

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.emulator import Emulator
-from tests.conftest import EmulatorFactory, ProxyFactory
+from tests.conftest import EmulatorFactory, ProxyFactory, app_of
 from tests.players import run
 
 PROMTOOL = shutil.which("promtool")
@@ -96,7 +96,7 @@ async def test_labels_are_bounded(emulator: Emulator, proxy: TestClient[Any, Any
     for bogus in ("/nope", "/live/123.m3u8", "/hls/live.7181.720p/forged/0.ts"):
         await proxy.get(bogus)
     s = samples(await (await proxy.get("/metrics")).text())
-    templates = {r.canonical for r in proxy.server.app.router.resources()} | {"<unmatched>"}
+    templates = {r.canonical for r in app_of(proxy).router.resources()} | {"<unmatched>"}
     for (_, labels), _ in s.items():
         for key, label in labels:
             assert "7181" not in label and "7183" not in label, (key, label)

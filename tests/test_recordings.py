@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient
 
 from proxy.emulator import Emulator
 from proxy.emulator.recordings import Recording as EmuRecording
-from tests.conftest import TEST_PIN, EmulatorFactory, ProxyFactory
+from tests.conftest import TEST_PIN, EmulatorFactory, ProxyFactory, uris
 from tests.fakes.nextpvr_fake import FakeNextPVR, FakeRequest, ok, xml
 from tests.players import FFMPEG, ffmpeg_decode, needs_ffmpeg, run
 
@@ -394,10 +394,6 @@ async def test_disk_refuses_dot_dot_in_the_reported_path(
 
 
 # -- recording HLS ---------------------------------------------------------------------------------
-
-
-def uris(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
 @needs_ffmpeg

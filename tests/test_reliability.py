@@ -21,7 +21,7 @@ from proxy.emulator import Emulator
 from proxy.hls.manager import TranscodeManager
 from proxy.keys import HTTP_KEY, SEGMENTS_KEY, TRANSCODES_KEY, TS_KEY
 from proxy.ts.fanout import LiveTSManager
-from tests.conftest import EmulatorFactory, ProxyFactory
+from tests.conftest import EmulatorFactory, ProxyFactory, app_of
 from tests.players import PlayerLog, ffmpeg_decode, needs_ffmpeg, play_hls
 
 HLS_CHANNEL = 7181
@@ -35,11 +35,11 @@ SEND_TIMEOUT = 2.0
 
 
 def transcodes(client: TestClient[Any, Any]) -> TranscodeManager:
-    return client.server.app[TRANSCODES_KEY]
+    return app_of(client)[TRANSCODES_KEY]
 
 
 def ts_streams(client: TestClient[Any, Any]) -> LiveTSManager:
-    return client.server.app[TS_KEY]
+    return app_of(client)[TS_KEY]
 
 
 async def fast_emulator(factory: EmulatorFactory, **extra: Any) -> Emulator:
@@ -116,7 +116,7 @@ async def assert_no_leaks(proxy: TestClient[Any, Any], emu: Emulator) -> None:
         snap = emu.state.snapshot()
         pytest.fail(f"NextPVR still busy: tuners {snap['tuners_in_use']}, transcodes {snap['transcodes_active']}, "
                     f"live {snap['live_streams_active']}")
-    app = proxy.server.app
+    app = app_of(proxy)
     assert app[SEGMENTS_KEY]._tasks == set(), "segment downloads still running"
     stream_tasks = [t for t in asyncio.all_tasks()
                     if (t.get_name().startswith(("transcode-", "ts-"))) and not t.done()]
@@ -324,8 +324,10 @@ async def test_ffmpeg_plays_thirty_seconds_while_faults_fire(emulator_factory: E
     for fire in faults:
         served = emu.state.counters.segment_requests
         # pace the faults by what the player consumed, not by the clock
-        await emu.state.wait_for(lambda s=served: emu.state.counters.segment_requests >= s + 2 or player.done(),
-                                 seconds=30)
+        def consumed(s: int = served) -> bool:
+            return emu.state.counters.segment_requests >= s + 2 or player.done()
+
+        await emu.state.wait_for(consumed, seconds=30)
         if player.done():
             break
         fire()

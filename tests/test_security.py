@@ -14,15 +14,11 @@ from proxy.config import Config
 from proxy.emulator import Emulator
 from proxy.security import is_loopback, key_matches, warn_if_exposed
 from proxy.web.lineup import GUIDE_KEY
-from tests.conftest import EmulatorFactory, ProxyFactory, proxy_config
+from tests.conftest import EmulatorFactory, ProxyFactory, app_of, proxy_config, uris
 
 KEY = "living-room-key-123"
 ADMIN = "admin-key-456789"
 CHANNEL = 7181
-
-
-def uris(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
 @pytest.fixture
@@ -86,7 +82,7 @@ async def test_segment_urls_work_without_a_key_until_their_token_expires(
 
 async def guide_built(client: TestClient[Any, Any]) -> None:
     async with asyncio.timeout(20):
-        await client.server.app[GUIDE_KEY].wait_for_build(1)
+        await app_of(client)[GUIDE_KEY].wait_for_build(1)
 
 
 async def test_readyz_waits_for_the_first_guide_build(emulator: Emulator, proxy_factory: ProxyFactory) -> None:

@@ -6,6 +6,7 @@ import m3u8  # test oracle only: it parses the proxy's output, it never writes i
 import pytest
 
 from proxy.hls.stitch import LivePlaylist, SequenceReset, split_media_playlist
+from tests.conftest import uris
 
 
 def upstream(first: int, count: int, *, prefix: str = "g1", ds: int | None = None, crlf: bool = False,
@@ -19,10 +20,6 @@ def upstream(first: int, count: int, *, prefix: str = "g1", ds: int | None = Non
             lines.append("#EXT-X-DISCONTINUITY")
         lines += ["#EXTINF:2.000,", f"/hls/s/{prefix}-{seq}/segment.ts"]
     return nl.join(lines) + nl
-
-
-def uris(rendered: bytes) -> list[str]:
-    return [line for line in rendered.decode().splitlines() if line and not line.startswith("#")]
 
 
 def test_split_keeps_every_byte() -> None:

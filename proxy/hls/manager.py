@@ -1,9 +1,9 @@
 """The registry of running transcodes: scope -> :class:`Transcode`.
 
 Starting is single-flight (concurrent first viewers of a channel share one start) and
-bounded by the NextPVR session pool. The manager also remembers, for the last few VOD
-(recording) generations, which segment index each proxy URL stands for: a VOD player never
-reloads its playlist, so after the transcode restarts its old URLs are mapped by index.
+bounded by the NextPVR session pool. When a live transcode stops, where its playlist
+numbering left off is kept (bounded), so the next transcode of the same scope continues it
+for players still holding the old playlist.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from proxy.asyncutil import Notifier, SingleFlight
 from proxy.config import Config
 from proxy.errors import ServiceUnavailable
+from proxy.hls.refresher import TranscodeServices
 from proxy.hls.segments import SegmentCache
-from proxy.hls.tokens import Target, TokenSigner
+from proxy.hls.tokens import TokenSigner
 from proxy.hls.transcode import State, Transcode, TranscodeKey
+from proxy.hls.vod_index import VodIndex
 from proxy.metrics import Metrics
 from proxy.nextpvr.client import NextPVRClient
 
@@ -31,44 +33,32 @@ _CONTINUATIONS = 256
 _VOD_GENERATIONS = 8
 
 
-@dataclass(slots=True)
-class _VodMap:
-    """Which segment index each proxy path of one VOD generation stands for."""
-
-    scope: str
-    index_of: dict[str, int]
-    paths: list[str]
-
-
-
 class TranscodeManager:
     """Scope -> running transcode; starts are single-flight; bounded by the session pool."""
 
     def __init__(self, config: Config, client: NextPVRClient, signer: TokenSigner, cache: SegmentCache, *,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics) -> None:
         self.config = config
         self.client = client
         self.signer = signer
         self.cache = cache
         self.metrics = metrics
-        self.origins = [config.nextpvr.base_url.rstrip("/"), *config.nextpvr.extra_origins]
+        self.vod_index = VodIndex(signer, max_generations=_VOD_GENERATIONS)
+        self._services = TranscodeServices(
+            config=config, client=client, signer=signer, cache=cache, metrics=metrics,
+            vod_index=self.vod_index,
+            origins=(config.nextpvr.base_url.rstrip("/"), *config.nextpvr.extra_origins))
         self._running: dict[str, Transcode] = {}
-        self._starting: dict[str, asyncio.Future[Transcode]] = {}
-        self._vod_maps: OrderedDict[int, _VodMap] = OrderedDict()
+        self._starts: SingleFlight[str, Transcode] = SingleFlight()
         #: where each recently stopped live playlist left off (scope -> next sequence, discontinuities)
         self._continuations: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._closing = False
-        self._changed = asyncio.Event()
-
-    def _notify(self) -> None:
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
+        self._changes = Notifier()
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds after some transcode started or stopped (bound it
         with ``asyncio.timeout``)."""
-        while not predicate():
-            await self._changed.wait()
+        await self._changes.wait_for(predicate)
 
     def running(self) -> list[Transcode]:
         return list(self._running.values())
@@ -80,37 +70,24 @@ class TranscodeManager:
         """The running transcode for ``key``, started now if needed (single-flight)."""
         if self._closing:
             raise ServiceUnavailable("the proxy is shutting down")
-        scope = key.scope
-        running = self._running.get(scope)
+        running = self._running.get(key.scope)
         if running is not None and running.state not in (State.FAILED, State.STOPPED):
             return running
-        pending = self._starting.get(scope)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Transcode] = asyncio.get_running_loop().create_future()
-        self._starting[scope] = future
-        transcode = Transcode(key, self)
-        carry_on = self._continuations.pop(scope, None)
+        return await self._starts.run(key.scope, lambda: self._start(key))
+
+    async def _start(self, key: TranscodeKey) -> Transcode:
+        transcode = Transcode(key, self._services, on_stopped=self._stopped,
+                              on_viewers_changed=self.count_viewers)
+        carry_on = self._continuations.pop(key.scope, None)
         if carry_on is not None:
             transcode.live.seed(*carry_on)
-        try:
-            await transcode.start()
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                future.set_exception(exc)
-                future.exception()
-            else:
-                future.cancel()
-            raise
-        finally:
-            self._starting.pop(scope, None)
-        self._running[scope] = transcode
-        self._notify()
-        future.set_result(transcode)
-        log.info("%s: transcode running (generation %d)", scope, transcode.generation)
+        await transcode.start()
+        self._running[key.scope] = transcode
+        self._changes.notify()
+        log.info("%s: transcode running (generation %d)", key.scope, transcode.generation)
         return transcode
 
-    def _forget(self, transcode: Transcode) -> None:
+    def _stopped(self, transcode: Transcode) -> None:
         if self._running.get(transcode.scope) is transcode:
             del self._running[transcode.scope]
             continuation = transcode.live.continuation()
@@ -119,40 +96,13 @@ class TranscodeManager:
                 self._continuations[transcode.scope] = continuation
                 while len(self._continuations) > _CONTINUATIONS:
                     self._continuations.popitem(last=False)
-            self._notify()
+            self._changes.notify()
             self.count_viewers()
 
     def count_viewers(self) -> None:
         """HLS is stateless: a viewer is a client that asked for a playlist within the last few
         target durations. Sets the ``hls`` viewer gauge (live channels and recording HLS)."""
-        if self.metrics is not None:
-            self.metrics.viewers.labels("hls").set(sum(t.viewer_count() for t in self._running.values()))
-
-    # -- VOD segment indexes, shared across generations ---------------------------
-    def remember_vod(self, generation: int, scope: str, media: list[str]) -> None:
-        """Record which segment index each proxy URL of a VOD playlist stands for, so a player
-        holding an old playlist still gets the right segment after the transcode restarted."""
-        vod = _VodMap(scope, {}, [])
-        for index, proxy_url in enumerate(media):
-            parts = proxy_url.split("/")
-            if len(parts) >= 4:
-                vod.index_of[parts[3]] = index
-                vod.paths.append(parts[3])
-            else:
-                vod.paths.append("")
-        self._vod_maps[generation] = vod
-        while len(self._vod_maps) > _VOD_GENERATIONS:
-            self._vod_maps.popitem(last=False)
-
-    def vod_map(self, generation: int) -> _VodMap | None:
-        return self._vod_maps.get(generation)
-
-    def vod_index(self, target: Target) -> int | None:
-        vod = self._vod_maps.get(target.generation)
-        if vod is None:
-            return None
-        token = self.signer.sign(vod.scope, target)
-        return vod.index_of.get(token)
+        self.metrics.viewers.labels("hls").set(sum(t.viewer_count() for t in self._running.values()))
 
     async def close(self) -> None:
         """Stop every transcode (frees NextPVR's tuners)."""

@@ -21,7 +21,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Protocol
 
 from cachetools import LRUCache
 
@@ -34,22 +33,11 @@ from proxy.errors import (
     UpstreamTooLarge,
 )
 from proxy.metrics import Metrics
+from proxy.nextpvr.streams import UpstreamBody
 
 __all__ = ["SegmentCache", "SegmentEntry", "UpstreamBody"]
 
 log = logging.getLogger("proxy.hls.segments")
-
-
-class UpstreamBody(Protocol):
-    """An open upstream response, as the NextPVR client hands it over."""
-
-    status: int
-    content_type: str
-    content_length: int | None
-
-    def iter_chunks(self, chunk_size: int = ...) -> AsyncIterator[bytes]: ...
-
-    async def close(self) -> None: ...
 
 
 #: opens the segment from byte ``offset`` (0: the whole segment; above 0 it sends ``Range: bytes=offset-``)
@@ -143,7 +131,7 @@ class SegmentCache:
         cache_bytes: int,
         segment_max_bytes: int,
         max_inflight: int = 64,
-        metrics: Metrics | None = None,
+        metrics: Metrics,
     ) -> None:
         self._metrics = metrics
         self._lru = _ByteLRU(max(cache_bytes, 1), self._evicted)
@@ -167,13 +155,11 @@ class SegmentCache:
         return len(self._lru)
 
     def _evicted(self) -> None:
-        if self._metrics is not None:
-            self._metrics.cache_evictions.inc()
+        self._metrics.cache_evictions.inc()
 
     def _update_gauges(self) -> None:
-        if self._metrics is not None:
-            self._metrics.cache_bytes.set(self._lru.currsize)
-            self._metrics.cache_entries.set(len(self._lru))
+        self._metrics.cache_bytes.set(self._lru.currsize)
+        self._metrics.cache_entries.set(len(self._lru))
 
     # -- lookups ---------------------------------------------------------
     def peek(self, key: Hashable) -> SegmentEntry | None:
@@ -185,19 +171,16 @@ class SegmentCache:
         """The entry for ``key``: cached, being fetched, or a fetch started now."""
         entry = self._lru.get(key) or self._inflight.get(key)
         if entry is not None:
-            if self._metrics is not None:
-                self._metrics.cache_hits.inc()
+            self._metrics.cache_hits.inc()
             return entry
-        if self._metrics is not None:
-            self._metrics.cache_misses.inc()
+        self._metrics.cache_misses.inc()
         return self._start(key, opener)
 
     def prefetch(self, key: Hashable, opener: Opener) -> None:
         """Start fetching ``key`` unless it is cached or running (no hit/miss counted)."""
         if key in self._lru or key in self._inflight or len(self._inflight) >= self.max_inflight:
             return
-        if self._metrics is not None:
-            self._metrics.cache_prefetches.inc()
+        self._metrics.cache_prefetches.inc()
         self._start(key, opener)
 
     def _start(self, key: Hashable, opener: Opener) -> SegmentEntry:
@@ -266,8 +249,7 @@ class SegmentCache:
                     if entry.size + len(chunk) > self.segment_max_bytes:
                         raise UpstreamTooLarge("segment larger than hls.segment_max_bytes")
                     entry._append(chunk)
-                    if self._metrics is not None:
-                        self._metrics.received_bytes.labels("hls").inc(len(chunk))
+                    self._metrics.received_bytes.labels("hls").inc(len(chunk))
                 if expected is not None and entry.size != expected:
                     raise NextPVRUnreachable("NextPVR ended the segment early")
                 return

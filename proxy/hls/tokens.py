@@ -36,6 +36,9 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from proxy.hls.rewrite import UriKind, UriSite
+from proxy.hls.urls import ANY_SCOPE as _SCOPE
+from proxy.hls.urls import BLOCKED_SCOPE, HLS_PREFIX
+from proxy.hls.urls import check_scope as _check_scope
 
 __all__ = [
     "MAX_PATH_QUERY_BYTES",
@@ -66,8 +69,6 @@ _MIN_BYTES: Final = _HEADER.size + _SCOPE_TAG_BYTES + _MAC_BYTES
 _KIND_CODES: Final = {"media": 0, "playlist": 1}
 _KINDS: Final[tuple[TokenKind, TokenKind]] = ("media", "playlist")
 _U32: Final = 2**32 - 1
-# a scope is one path segment: it may not be "." or ".." (clients would collapse it) nor "blocked"
-_SCOPE: Final = re.compile(r"(?!blocked\Z)[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 _TOKEN_CHARS: Final = re.compile(r"[A-Za-z0-9_-]+")
 _B64_TRANSLATE: Final = bytes.maketrans(b"+/", b"-_")
 _IPAD: Final = bytes(x ^ 0x36 for x in range(256))
@@ -117,12 +118,6 @@ class _HmacSha256:
 
 def _b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).translate(_B64_TRANSLATE).rstrip(b"=").decode("ascii")
-
-
-def _check_scope(scope: str) -> None:
-    if not _SCOPE.fullmatch(scope):
-        raise ValueError("scope must be 1-64 characters of [A-Za-z0-9._-], not starting with '.', "
-                         "and not 'blocked'")
 
 
 class TokenSigner:
@@ -305,7 +300,7 @@ class ProxyUrlMapper:
     """The proxy's :data:`~proxy.hls.rewrite.Mapper`: upstream URL -> ``{prefix}/{scope}/{token}/{name}``."""
 
     def __init__(self, signer: TokenSigner, *, scope: str, generation: int, expires: int,
-                 origins: Sequence[str], secrets: Sequence[str], prefix: str = "/hls") -> None:
+                 origins: Sequence[str], secrets: Sequence[str], prefix: str = HLS_PREFIX) -> None:
         _check_scope(scope)
         if not re.fullmatch(r"(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+", prefix):
             raise ValueError("prefix must look like /hls")
@@ -328,7 +323,7 @@ class ProxyUrlMapper:
         self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
         self._forbidden = tuple(sorted({s.lower() for s in self._secrets} | hosts))
         self._prefix = f"{prefix}/{scope}/"
-        self._blocked_prefix = f"{prefix}/blocked/"
+        self._blocked_prefix = f"{prefix}/{BLOCKED_SCOPE}/"
         # token headers by 2 * origin + (1 for playlists), so a URL costs one MAC and no packing
         self._headers = [signer._header(scope, kind, i, generation, expires)
                          for i in range(len(self._origins)) for kind in _KINDS]

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from proxy.errors import ProxyError
+from proxy.errors import GuideBuildFailed, ProxyError
 from proxy.lineup.xmltv import XMLTV_TAIL, programme_elements, xmltv_head
 from proxy.nextpvr.models import Channel, Listing
 
@@ -99,10 +99,6 @@ class GuideDocument:
         header = b"\x1f\x8b\x08\x00" + struct.pack("<I", int(self.built_at)) + b"\x00\xff"
         trailer = struct.pack("<II", rendition.crc, rendition.size & 0xFFFFFFFF)
         return header, rendition.head_deflate, self.body_deflate, trailer
-
-
-class GuideBuildFailed(ProxyError):
-    reason = "guide_unavailable"
 
 
 class GuideCache:

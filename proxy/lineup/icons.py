@@ -9,12 +9,12 @@ one fetch.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from dataclasses import dataclass
 
 from cachetools import TTLCache
 
+from proxy.asyncutil import SingleFlight
 from proxy.nextpvr.client import NextPVRClient
 
 __all__ = ["Icon", "IconCache"]
@@ -42,7 +42,7 @@ class IconCache:
         self._client = client
         self._icons: TTLCache[int, Icon] = TTLCache(maxsize=max(1, max_bytes), ttl=ttl, getsizeof=_size)
         self._missing: TTLCache[int, bool] = TTLCache(maxsize=_NEGATIVE_ENTRIES, ttl=negative_ttl)
-        self._inflight: dict[int, asyncio.Future[Icon | None]] = {}
+        self._inflight: SingleFlight[int, Icon | None] = SingleFlight()
 
     @property
     def cached_bytes(self) -> int:
@@ -56,24 +56,7 @@ class IconCache:
             return icon
         if channel_id in self._missing:
             return None
-        pending = self._inflight.get(channel_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        pending = asyncio.get_running_loop().create_future()
-        self._inflight[channel_id] = pending
-        try:
-            icon = await self._fetch(channel_id)
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                pending.set_exception(exc)
-                pending.exception()  # retrieved: waiters re-raise it themselves
-            else:
-                pending.cancel()
-            raise
-        finally:
-            self._inflight.pop(channel_id, None)
-        pending.set_result(icon)
-        return icon
+        return await self._inflight.run(channel_id, lambda: self._fetch(channel_id))
 
     def remember_missing(self, channel_id: int) -> None:
         self._missing[channel_id] = True

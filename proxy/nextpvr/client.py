@@ -41,6 +41,7 @@ from proxy.errors import (
     NextPVRTimeout,
     NextPVRUnparseable,
     NextPVRUnreachable,
+    NoTunerAvailable,
     RecordingNotFound,
     SessionExpired,
     TranscodeFailed,
@@ -67,7 +68,7 @@ from proxy.nextpvr.parse import (
     parse_transcode_status,
 )
 from proxy.nextpvr.session import NextPVRSession, SessionPool
-from proxy.nextpvr.streams import UpstreamStream, open_stream, read_limited
+from proxy.nextpvr.streams import UpstreamStream, open_stream, read_limited, says_no_tuner
 
 __all__ = [
     "OUTCOMES",
@@ -399,6 +400,8 @@ class NextPVRClient:
         try:
             await self.call(f"{kind}.transcode.initiate", params, session=session)
         except NextPVRFailed as exc:
+            if says_no_tuner(exc.message):
+                raise NoTunerAvailable(retry_after=self._config.no_tuner_retry_after) from exc
             raise TranscodeFailed(
                 f"NextPVR refused to start a {kind} transcode with profile {profile!r} ({exc.message})",
                 profile=profile) from exc

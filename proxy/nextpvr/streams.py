@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
+from typing import Protocol
 
 import aiohttp
 from aiohttp import hdrs
@@ -38,13 +39,30 @@ from proxy.errors import (
     UpstreamTooLarge,
 )
 
-__all__ = ["UpstreamStream", "iter_body", "open_stream", "read_limited"]
+__all__ = ["UpstreamBody", "UpstreamStream", "iter_body", "open_stream", "read_limited", "says_no_tuner"]
 
 #: how much of an error body is read to tell "no tuner" from other 404s
 _ERROR_PEEK_BYTES = 4096
 _STREAM_CHUNK = 64 * 1024
 _NO_TUNER = re.compile(rb"no\s+tuner", re.IGNORECASE)
 _CONTENT_RANGE_SIZE = re.compile(r"\*/(\d+)")
+
+
+class UpstreamBody(Protocol):
+    """An open upstream response, as the NextPVR client hands it over."""
+
+    status: int
+    content_type: str
+    content_length: int | None
+
+    def iter_chunks(self, chunk_size: int = ...) -> AsyncIterator[bytes]: ...
+
+    async def close(self) -> None: ...
+
+
+def says_no_tuner(text: str | bytes) -> bool:
+    """Whether NextPVR's error text means "no tuner" (it has no code for it, only words)."""
+    return _NO_TUNER.search(text if isinstance(text, bytes) else text.encode("utf-8", "replace")) is not None
 
 
 # -- bodies ------------------------------------------------------------------------
@@ -154,7 +172,7 @@ async def _stream_error(resp: aiohttp.ClientResponse, url: URL, no_tuner_retry_a
             peek = await resp.content.read(_ERROR_PEEK_BYTES)
         except (TimeoutError, aiohttp.ClientError, OSError):
             peek = b""
-        if _NO_TUNER.search(peek):
+        if says_no_tuner(peek):
             return NoTunerAvailable(retry_after=no_tuner_retry_after)
         query = url.query
         if "recording" in query:

@@ -30,12 +30,13 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from proxy.asyncutil import Notifier, SingleFlight
 from proxy.config import TSConfig
 from proxy.errors import NextPVRError, NextPVRTimeout, ProxyError, ServiceUnavailable
-from proxy.hls.segments import UpstreamBody
 from proxy.media.analyzer import StreamAnalyzer
 from proxy.media.packets import PacketAligner
 from proxy.metrics import Metrics
+from proxy.nextpvr.streams import UpstreamBody
 
 __all__ = ["ChannelStream", "LiveTSManager", "Viewer"]
 
@@ -129,7 +130,7 @@ class ChannelStream:
     """The shared upstream connection of one channel and its viewers."""
 
     def __init__(self, channel_id: int, opener: Opener, config: TSConfig, *,
-                 metrics: Metrics | None = None, on_closed: Callable[[ChannelStream], None],
+                 metrics: Metrics, on_closed: Callable[[ChannelStream], None],
                  on_change: Callable[[], None] = lambda: None) -> None:
         self.channel_id = channel_id
         self._opener = opener
@@ -183,9 +184,8 @@ class ChannelStream:
             await body.close()
 
     def _gauge_upstream(self, delta: int) -> None:
-        if self._metrics is not None:
-            self._metrics.upstream_streams.labels("ts_connection").inc(delta)
-            self._metrics.tuners_in_use.inc(delta)
+        self._metrics.upstream_streams.labels("ts_connection").inc(delta)
+        self._metrics.tuners_in_use.inc(delta)
 
     # -- viewers ----------------------------------------------------------
     def add_viewer(self) -> Viewer:
@@ -198,8 +198,7 @@ class ChannelStream:
         self.viewers.add(viewer)
         if self._have_keyframe and self._gop_bytes + 2 * 188 <= viewer.limit:
             self._start_viewer(viewer, *self._gop)
-        if self._metrics is not None:
-            self._metrics.viewers.labels("ts").inc()
+        self._metrics.viewers.labels("ts").inc()
         self._on_change()
         return viewer
 
@@ -208,8 +207,7 @@ class ChannelStream:
             return
         self.viewers.discard(viewer)
         viewer.end(EndReason.LEFT)
-        if self._metrics is not None:
-            self._metrics.viewers.labels("ts").dec()
+        self._metrics.viewers.labels("ts").dec()
         if not self.viewers and not self.closed:
             loop = asyncio.get_running_loop()
             self._linger = loop.call_later(self._config.linger, self._linger_expired)
@@ -227,8 +225,7 @@ class ChannelStream:
         log.warning("channel %d: viewer fell more than %d bytes behind; disconnecting it",
                     self.channel_id, viewer.limit)
         self.slow_disconnects += 1
-        if self._metrics is not None:
-            self._metrics.slow_viewers.labels("ts").inc()
+        self._metrics.slow_viewers.labels("ts").inc()
         self._on_change()
 
     def _start_viewer(self, viewer: Viewer, *parts: bytes) -> None:
@@ -283,8 +280,7 @@ class ChannelStream:
         self._body = await self._opener()
         self.connections += 1
         self._gauge_upstream(+1)
-        if self._metrics is not None:
-            self._metrics.ts_reconnects.inc()
+        self._metrics.ts_reconnects.inc()
         # the new connection has its own timestamps: everyone resumes at its first keyframe
         self._aligner = PacketAligner()
         self._analyzer = StreamAnalyzer()
@@ -299,8 +295,7 @@ class ChannelStream:
         body = self._body
         assert body is not None
         async for chunk in body.iter_chunks():
-            if self._metrics is not None:
-                self._metrics.received_bytes.labels("ts").inc(len(chunk))
+            self._metrics.received_bytes.labels("ts").inc(len(chunk))
             packets = self._aligner.feed(chunk)
             if packets:
                 self._dispatch(packets)
@@ -346,25 +341,20 @@ class LiveTSManager:
     """Channel id -> its shared stream. Starting a channel is single-flight."""
 
     def __init__(self, config: TSConfig, opener_for: Callable[[int], Opener], *,
-                 metrics: Metrics | None = None, max_channels: int = 64) -> None:
+                 metrics: Metrics, max_channels: int = 64) -> None:
         self._config = config
         self._opener_for = opener_for
         self._metrics = metrics
         self._max_channels = max_channels
         self._streams: dict[int, ChannelStream] = {}
-        self._starting: dict[int, asyncio.Future[ChannelStream]] = {}
+        self._starts: SingleFlight[int, ChannelStream] = SingleFlight()
         self._closing = False
-        self._changed = asyncio.Event()
-
-    def _notify(self) -> None:
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
+        self._changes = Notifier()
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds after a viewer or stream changed (bound it with
         ``asyncio.timeout``)."""
-        while not predicate():
-            await self._changed.wait()
+        await self._changes.wait_for(predicate)
 
     def get(self, channel_id: int) -> ChannelStream | None:
         return self._streams.get(channel_id)
@@ -378,31 +368,17 @@ class LiveTSManager:
             raise ServiceUnavailable("the proxy is shutting down")
         stream = self._streams.get(channel_id)
         if stream is None or stream.closed:
-            pending = self._starting.get(channel_id)
-            if pending is None:
-                if len(self._streams) >= self._max_channels:
-                    raise ServiceUnavailable("too many live TS channels at once")
-                pending = asyncio.get_running_loop().create_future()
-                self._starting[channel_id] = pending
-                try:
-                    stream = ChannelStream(channel_id, self._opener_for(channel_id), self._config,
-                                           metrics=self._metrics, on_closed=self._closed,
-                                           on_change=self._notify)
-                    await stream.open()
-                except BaseException as exc:
-                    if isinstance(exc, Exception):
-                        pending.set_exception(exc)
-                        pending.exception()  # retrieved: concurrent waiters re-raise it themselves
-                    else:
-                        pending.cancel()
-                    raise
-                finally:
-                    self._starting.pop(channel_id, None)
-                self._streams[channel_id] = stream
-                pending.set_result(stream)
-            else:
-                stream = await asyncio.shield(pending)
+            if channel_id not in self._starts and len(self._streams) >= self._max_channels:
+                raise ServiceUnavailable("too many live TS channels at once")
+            stream = await self._starts.run(channel_id, lambda: self._open(channel_id))
         return stream, stream.add_viewer()
+
+    async def _open(self, channel_id: int) -> ChannelStream:
+        stream = ChannelStream(channel_id, self._opener_for(channel_id), self._config,
+                               metrics=self._metrics, on_closed=self._closed, on_change=self._changes.notify)
+        await stream.open()
+        self._streams[channel_id] = stream
+        return stream
 
     def _closed(self, stream: ChannelStream) -> None:
         if self._streams.get(stream.channel_id) is stream:

@@ -27,14 +27,14 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from proxy.errors import AuthRequired, BadRequest, Forbidden, NextPVRFailed, ProxyError
-from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY
+from proxy.errors import AdminKeyRequired, BadRequest, BodyTooLarge, Forbidden, NextPVRFailed
+from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY, GROUPS_KEY
 from proxy.lineup.hdhr import is_hd
 from proxy.lineup.m3u import tvg_id
 from proxy.nextpvr.client import RecordingFilter
 from proxy.nextpvr.models import Channel, Listing, Recording, RecordingStatus
-from proxy.web.lineup import GROUPS_KEY, public_base
-from proxy.web.live_hls import parse_channel_id
+from proxy.security import presented_key
+from proxy.web.params import parse_channel_id, public_base
 
 __all__ = ["MAX_GUIDE_SPAN", "setup"]
 
@@ -52,18 +52,6 @@ _NO_STORE = {hdrs.CACHE_CONTROL: "no-store"}
 _INVALID_ARGS = 2
 
 
-class AdminKeyRequired(AuthRequired):
-    hint = "Send the admin key in the X-API-Key header or as 'Authorization: Bearer <key>'."
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="nextpvr-hls-proxy"'})
-
-
-class BodyTooLarge(ProxyError):
-    status = 413
-    reason = "body_too_large"
-
-
 # -- helpers ----------------------------------------------------------------------------
 
 
@@ -72,11 +60,7 @@ def require_admin(request: web.Request) -> None:
     if not admin:
         raise Forbidden("DVR write actions are off: set auth.admin_key in the proxy's configuration "
                         "to enable them")
-    supplied = request.headers.get("X-API-Key", "")
-    if not supplied:
-        scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
-        if scheme.lower() == "bearer":
-            supplied = token.strip()
+    supplied = presented_key(request, query=False)
     if not supplied:
         raise AdminKeyRequired("this action needs the admin key")
     if not hmac.compare_digest(supplied.encode(), admin.encode()):

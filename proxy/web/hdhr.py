@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
 
 from aiohttp import hdrs, web
 
 from proxy.config import Config
 from proxy.errors import NoTunerAvailable, ProxyError
-from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY
+from proxy.keys import CHANNELS_KEY, CONFIG_KEY
 from proxy.lineup import hdhr
 from proxy.nextpvr.client import NextPVRClient
-from proxy.web.lineup import public_base
 from proxy.web.live_ts import serve_live_ts
+from proxy.web.params import public_base
 
 __all__ = ["HDHR_KEY", "HDHomeRunDevice", "setup"]
 
@@ -110,15 +109,9 @@ async def auto_tune(request: web.Request) -> web.StreamResponse:
         raise
 
 
-async def _hdhr_services(app: web.Application) -> AsyncIterator[None]:
-    app[HDHR_KEY] = HDHomeRunDevice(app[CONFIG_KEY], app[CLIENT_KEY])
-    yield
-
-
 def setup(app: web.Application) -> None:
     if not app[CONFIG_KEY].hdhomerun.enabled:
         return
-    app.cleanup_ctx.append(_hdhr_services)
     app.router.add_get("/discover.json", discover_json)
     app.router.add_get("/lineup.json", lineup_json)
     app.router.add_get("/lineup_status.json", lineup_status_json)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from proxy.errors import LoginRefused, NextPVRError
-from proxy.keys import CLIENT_KEY, CONFIG_KEY, METRICS_KEY
+from proxy.keys import METRICS_KEY
 from proxy.nextpvr.client import NextPVRClient
 
 __all__ = ["READINESS_KEY", "Readiness", "setup"]
@@ -73,13 +73,7 @@ async def readyz(request: web.Request) -> web.Response:
                              headers={"Cache-Control": "no-store"})
 
 
-async def _readiness_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[READINESS_KEY] = Readiness(app[CLIENT_KEY], app[CONFIG_KEY].server.readiness_cache)
-    yield
-
-
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(_readiness_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(app[METRICS_KEY].registry))

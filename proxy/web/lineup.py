@@ -9,23 +9,19 @@ fetched a playlist with ``?api_key=`` gets the same key on every URL inside it.
 from __future__ import annotations
 
 import email.utils
-import re
-from collections.abc import AsyncIterator
-from urllib.parse import quote
 
 from aiohttp import hdrs, web
 
 from proxy.errors import BadRequest, NotFound, ServiceUnavailable
-from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY
-from proxy.lineup.groups import ChannelGroups
+from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY, GROUPS_KEY, GUIDE_KEY, ICONS_KEY
 from proxy.lineup.guide import GuideCache
-from proxy.lineup.icons import IconCache
 from proxy.lineup.m3u import StreamFormat, channel_playlist, recordings_playlist
 from proxy.nextpvr.models import RecordingStatus
 from proxy.web.health import ReadinessCheck
-from proxy.web.live_hls import parse_channel_id
+from proxy.web.params import api_key_query, parse_channel_id, public_base
 from proxy.web.relay import send
 
+# the keys live in keys.py, api_key_query and public_base in params.py: re-exported for existing imports
 __all__ = [
     "GROUPS_KEY",
     "GUIDE_KEY",
@@ -37,49 +33,13 @@ __all__ = [
     "setup",
 ]
 
-GUIDE_KEY = web.AppKey("guide", GuideCache)
-ICONS_KEY = web.AppKey("icons", IconCache)
-GROUPS_KEY = web.AppKey("channel_groups", ChannelGroups)
 
 M3U_TYPE = "audio/x-mpegurl"
 _ICON_CACHE_CONTROL = "public, max-age=86400"
 #: the guide changes about hourly; clients revalidate (cheap with ETag) instead of guessing
 _GUIDE_CACHE_CONTROL = "no-cache"
 _GUIDE_RETRY_AFTER = "10"
-_HOST = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 _MAX_ETAGS = 32
-
-
-def _first(value: str | None) -> str:
-    """The first (client-nearest) entry of a comma-separated forwarding header."""
-    return (value or "").split(",")[0].strip()
-
-
-def public_base(request: web.Request) -> str:
-    """The proxy's absolute URL as the client reaches it, without a trailing slash."""
-    server = request.app[CONFIG_KEY].server
-    if server.public_base_url:
-        return server.public_base_url.rstrip("/")
-    scheme, host = request.scheme, request.host
-    if server.trust_forwarded_headers:
-        proto = _first(request.headers.get("X-Forwarded-Proto")).lower()
-        if proto:
-            if proto not in ("http", "https"):
-                raise BadRequest("X-Forwarded-Proto must be http or https", field="X-Forwarded-Proto")
-            scheme = proto
-        forwarded_host = _first(request.headers.get("X-Forwarded-Host"))
-        if forwarded_host:
-            if not _HOST.fullmatch(forwarded_host):
-                raise BadRequest("X-Forwarded-Host is not a host name", field="X-Forwarded-Host")
-            host = forwarded_host
-    if not _HOST.fullmatch(host):
-        raise BadRequest("the Host header is not a host name", field="Host")
-    return f"{scheme}://{host}"
-
-
-def api_key_query(request: web.Request) -> str:
-    key = request.query.get("api_key")
-    return f"?api_key={quote(key, safe='')}" if key else ""
 
 
 def etag_matches(request: web.Request, *etags: str) -> bool:
@@ -222,22 +182,7 @@ def guide_readiness(guide: GuideCache) -> ReadinessCheck:
     return check
 
 
-async def _lineup_services(app: web.Application) -> AsyncIterator[None]:
-    config, client, directory = app[CONFIG_KEY], app[CLIENT_KEY], app[CHANNELS_KEY]
-    guide = GuideCache(channels=directory.channels, listings=client.channel_listings,
-                       days=config.guide.days, refresh_interval=config.guide.refresh_interval)
-    app[GUIDE_KEY] = guide
-    app[ICONS_KEY] = IconCache(client, max_bytes=config.guide.icon_cache_bytes)
-    app[GROUPS_KEY] = ChannelGroups(client)
-    guide.start()
-    try:
-        yield
-    finally:
-        await guide.close()
-
-
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(_lineup_services)
     app.router.add_get("/playlist.m3u", playlist_m3u)
     app.router.add_get("/recordings.m3u", recordings_m3u)
     app.router.add_get("/epg.xml", epg_xml)

@@ -12,44 +12,24 @@
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Hashable
 
 from aiohttp import hdrs, web
 
-from proxy.errors import BadRequest, Forbidden, NotFound
+from proxy.errors import Forbidden, NotFound
 from proxy.hls.tokens import TokenError
 from proxy.hls.transcode import TranscodeKey, segment_key
-from proxy.keys import CHANNELS_KEY, CONFIG_KEY, SEGMENTS_KEY, SIGNER_KEY, TRANSCODES_KEY
+from proxy.hls.urls import BLOCKED_SCOPE, HLS_PREFIX, parse_scope
+from proxy.keys import CHANNELS_KEY, SEGMENTS_KEY, SIGNER_KEY, TRANSCODES_KEY
+from proxy.web.params import client_key, parse_channel_id, profile_of
 from proxy.web.relay import PLAYLIST_TYPE, send_entry
 
-__all__ = ["parse_channel_id", "setup"]
+# the request helpers moved to params.py; re-exported for the imports that still name this module
+__all__ = ["client_key", "parse_channel_id", "profile_of", "serve_transcode_playlist", "setup"]
 
-_SCOPE = re.compile(r"(live|rec)\.(\d{1,10})\.([A-Za-z0-9_-]{1,32})")
 _SEGMENT_CACHE_CONTROL = "private, max-age=3600"
 _LIVE_PLAYLIST_CACHE_CONTROL = "no-cache"
 _VOD_PLAYLIST_CACHE_CONTROL = "private, max-age=300"
-
-
-def parse_channel_id(value: str | None, field: str = "channel") -> int:
-    if value is None or not value.isdigit() or len(value) > 10:
-        raise BadRequest(f"{field} must be a NextPVR channel id (a number)", field=field)
-    return int(value)
-
-
-def client_key(request: web.Request) -> Hashable:
-    """Who is watching, approximately: address and player (for the viewer gauge only)."""
-    return (request.remote, request.headers.get(hdrs.USER_AGENT, "")[:120])
-
-
-def profile_of(request: web.Request, default: str | None = None) -> str:
-    config = request.app[CONFIG_KEY]
-    profile = request.query.get("profile", default or config.hls.profile)
-    if profile not in config.hls.profiles:
-        allowed = ", ".join(config.hls.profiles)
-        raise BadRequest(f"profile must be one of {allowed}", field="profile")
-    return profile
 
 
 async def serve_transcode_playlist(request: web.Request, key: TranscodeKey) -> web.Response:
@@ -76,10 +56,10 @@ async def hls_resource(request: web.Request) -> web.StreamResponse:
     scope = request.match_info["scope"]
     token = request.match_info["token"]
     name = request.match_info["name"]
-    if scope == "blocked":
+    if scope == BLOCKED_SCOPE:
         raise Forbidden("This URI points outside NextPVR; the proxy does not fetch it.")
-    match = _SCOPE.fullmatch(scope)
-    if match is None:
+    key = parse_scope(scope)
+    if key is None:
         raise NotFound("no such stream")
     try:
         target = request.app[SIGNER_KEY].verify(scope, token, now=time.time())
@@ -88,9 +68,7 @@ async def hls_resource(request: web.Request) -> web.StreamResponse:
     manager = request.app[TRANSCODES_KEY]
     transcode = manager.find(scope)
     if transcode is None:
-        live = match.group(1) == "live"
-        key = TranscodeKey("channel" if live else "recording", int(match.group(2)), match.group(3))
-        if live:
+        if key.kind == "channel":
             cached = request.app[SEGMENTS_KEY].peek(segment_key(scope, target))
             if cached is None:
                 raise NotFound("This live stream has stopped; reload the playlist.")
@@ -109,4 +87,4 @@ async def hls_resource(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     app.router.add_get("/live/{channel_id}.m3u8", live_playlist)
     app.router.add_get("/live.m3u8", live_playlist)
-    app.router.add_get("/hls/{scope}/{token}/{name}", hls_resource)
+    app.router.add_get(HLS_PREFIX + "/{scope}/{token}/{name}", hls_resource)

@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 from aiohttp import hdrs, web
 
-from proxy.hls.segments import UpstreamBody
 from proxy.keys import CHANNELS_KEY, CONFIG_KEY, METRICS_KEY, TS_KEY
 from proxy.nextpvr.client import NextPVRClient
+from proxy.nextpvr.streams import UpstreamBody
 from proxy.ts.fanout import Opener
-from proxy.web.live_hls import parse_channel_id
+from proxy.web.params import parse_channel_id
 from proxy.web.relay import send
 
 __all__ = ["live_ts_opener", "serve_live_ts", "setup"]
@@ -50,7 +50,7 @@ def limit_send_buffer(transport: asyncio.BaseTransport, size: int) -> None:
 async def serve_live_ts(request: web.Request, channel_id: int) -> web.StreamResponse:
     await request.app[CHANNELS_KEY].get(channel_id)
     stream, viewer = await request.app[TS_KEY].join(channel_id)
-    metrics = request.app.get(METRICS_KEY)
+    metrics = request.app[METRICS_KEY]
     transport = request.transport
     if transport is not None:
         viewer.abort = transport.abort
@@ -65,8 +65,7 @@ async def serve_live_ts(request: web.Request, channel_id: int) -> web.StreamResp
             if data is None:
                 break
             await send(request, resp, data)
-            if metrics is not None:
-                metrics.sent_bytes.labels("ts").inc(len(data))
+            metrics.sent_bytes.labels("ts").inc(len(data))
         with contextlib.suppress(ConnectionError):
             await resp.write_eof()
         return resp

@@ -94,9 +94,8 @@ async def send_local_file(request: web.Request, path: Path, *, cache_control: st
         if request.method == hdrs.METH_HEAD or length == 0:
             await resp.write_eof()
             return resp
-        metrics = request.app.get(METRICS_KEY)
-        if metrics is not None:
-            metrics.viewers.labels("recording").inc()
+        metrics = request.app[METRICS_KEY]
+        metrics.viewers.labels("recording").inc()
         left = length
         try:
             while left > 0:
@@ -109,11 +108,9 @@ async def send_local_file(request: web.Request, path: Path, *, cache_control: st
                     break
                 await send(request, resp, chunk)  # a client that went away raises here, out of the handler
                 left -= len(chunk)
-                if metrics is not None:
-                    metrics.sent_bytes.labels("recording").inc(len(chunk))
+                metrics.sent_bytes.labels("recording").inc(len(chunk))
         finally:
-            if metrics is not None:
-                metrics.viewers.labels("recording").dec()
+            metrics.viewers.labels("recording").dec()
         if left != 0:
             # the file shrank or broke after the headers went out: a short body with a
             # Content-Length would look complete to some clients, a cut connection does not

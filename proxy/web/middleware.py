@@ -21,6 +21,7 @@ from aiohttp.typedefs import Middleware
 
 from proxy.errors import NoTunerAvailable, ProxyError, ServiceUnavailable
 from proxy.keys import CONFIG_KEY, METRICS_KEY
+from proxy.security import PUBLIC_PATHS
 
 __all__ = [
     "add_cors_headers",
@@ -90,11 +91,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ProxyError as exc:
-        metrics = request.app.get(METRICS_KEY)
-        if metrics is not None:
-            metrics.errors.labels(exc.reason).inc()
-            if isinstance(exc, NoTunerAvailable):
-                metrics.tuner_exhausted.labels(stream_kind(request)).inc()
+        metrics = request.app[METRICS_KEY]
+        metrics.errors.labels(exc.reason).inc()
+        if isinstance(exc, NoTunerAvailable):
+            metrics.tuner_exhausted.labels(stream_kind(request)).inc()
         log.info("%s %s -> %d %s: %s", request.method, route_template(request), exc.status,
                  exc.reason, exc.message)
         return error_response(request, exc)
@@ -126,10 +126,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         elapsed = time.perf_counter() - start
         route = route_template(request)
-        metrics = request.app.get(METRICS_KEY)
-        if metrics is not None:
-            metrics.requests.labels(route, request.method, f"{status // 100}xx").inc()
-            metrics.request_duration.labels(route).observe(elapsed)
+        metrics = request.app[METRICS_KEY]
+        metrics.requests.labels(route, request.method, f"{status // 100}xx").inc()
+        metrics.request_duration.labels(route).observe(elapsed)
         config = request.app.get(CONFIG_KEY)
         if config is None or config.logging.access_log:
             # the raw path may hold tokens (harmless) and api_key (redacted by the formatter)
@@ -147,9 +146,6 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
             response.headers.setdefault(key, value)
 
 
-_UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
-
-
 def limit_middleware(max_clients: int) -> Middleware:
     """At most ``max_clients`` requests in flight (probes exempt): every viewer holds a
     handler and a bounded buffer, so this bounds the proxy's memory as a whole."""
@@ -158,7 +154,7 @@ def limit_middleware(max_clients: int) -> Middleware:
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal in_flight
-        if request.path in _UNLIMITED:
+        if request.path in PUBLIC_PATHS:
             return await handler(request)
         if in_flight >= max_clients:
             raise ServiceUnavailable("Too many clients at once; try again shortly.",

@@ -29,17 +29,18 @@ from dataclasses import dataclass
 from aiohttp import hdrs, web
 from cachetools import TTLCache
 
-from proxy.errors import ProxyError, RangeNotSatisfiable, RecordingNotFound
+from proxy.errors import RangeNotSatisfiable, RecordingNotFound
 from proxy.hls.transcode import TranscodeKey
-from proxy.keys import CLIENT_KEY, CONFIG_KEY, METRICS_KEY
+from proxy.keys import CLIENT_KEY, CONFIG_KEY
 from proxy.nextpvr.client import NextPVRClient
 from proxy.nextpvr.models import Recording, RecordingStatus
 from proxy.nextpvr.streams import UpstreamStream
 from proxy.recordings.files import RecordingFiles
 from proxy.recordings.ranges import parse_range
-from proxy.web.live_hls import profile_of, serve_transcode_playlist
+from proxy.web.live_hls import serve_transcode_playlist
 from proxy.web.local_file import TS_TYPE, send_local_file
-from proxy.web.relay import RELAY_CHUNK, send
+from proxy.web.params import profile_of
+from proxy.web.relay import relay_upstream
 
 __all__ = ["RECORDINGS_KEY", "RecordingLookup", "Recordings", "setup", "upstream_range"]
 
@@ -51,9 +52,6 @@ GROWING_CACHE_CONTROL = "no-store"
 _NO_MEDIA = (RecordingStatus.PENDING, RecordingStatus.CONFLICT)
 #: larger than any file, for checking a Range header's shape without knowing the size
 _ANY_SIZE = 2**62
-_UPSTREAM_PASS = (hdrs.CONTENT_RANGE, hdrs.ACCEPT_RANGES, hdrs.LAST_MODIFIED, hdrs.ETAG)
-
-
 class RecordingLookup:
     """``recording_get`` remembered for ``ttl`` seconds (bounded by ``maxsize`` ids).
 
@@ -129,49 +127,6 @@ async def _open_upstream(client: NextPVRClient, rec: Recording, range_header: st
         headers=headers)
 
 
-async def _relay(request: web.Request, stream: UpstreamStream, *, growing: bool) -> web.StreamResponse:
-    metrics = request.app.get(METRICS_KEY)
-    cache_control = GROWING_CACHE_CONTROL if growing else COMPLETE_CACHE_CONTROL
-    async with stream:
-        resp = web.StreamResponse(status=stream.status, headers={hdrs.CACHE_CONTROL: cache_control})
-        for header in _UPSTREAM_PASS:
-            value = stream.headers.get(header)
-            if value is not None:
-                resp.headers[header] = value
-        if not growing:
-            # NextPVR serves finished recordings with ranges even where it does not say so
-            resp.headers.setdefault(hdrs.ACCEPT_RANGES, "bytes")
-            if stream.content_length is not None:
-                resp.content_length = stream.content_length
-        resp.content_type = TS_TYPE
-        await resp.prepare(request)
-        if request.method == hdrs.METH_HEAD:
-            return resp
-        if metrics is not None:
-            metrics.upstream_streams.labels("recording").inc()
-            metrics.viewers.labels("recording").inc()
-        try:
-            async for chunk in stream.iter_chunks(RELAY_CHUNK):
-                await send(request, resp, chunk)
-                if metrics is not None:
-                    metrics.sent_bytes.labels("recording").inc(len(chunk))
-                    metrics.received_bytes.labels("recording").inc(len(chunk))
-        except ProxyError as exc:
-            # headers are out: cut the connection so the client sees a truncated body, not a short one
-            log.info("recording stream broke mid-body (%s); closing the client connection", exc.message)
-            if metrics is not None:
-                metrics.errors.labels(exc.reason).inc()
-            if request.transport is not None:
-                request.transport.abort()
-            return resp
-        finally:
-            if metrics is not None:
-                metrics.upstream_streams.labels("recording").dec()
-                metrics.viewers.labels("recording").dec()
-        await resp.write_eof()
-        return resp
-
-
 async def recording_stream(request: web.Request) -> web.StreamResponse:
     rec = await _find(request, _recording_id(request))
     files = request.app[RECORDINGS_KEY].files
@@ -183,7 +138,12 @@ async def recording_stream(request: web.Request) -> web.StreamResponse:
                 return resp
     range_header = upstream_range(request.headers.get(hdrs.RANGE), growing=rec.growing)
     stream = await _open_upstream(request.app[CLIENT_KEY], rec, range_header)
-    return await _relay(request, stream, growing=rec.growing)
+    # NextPVR serves finished recordings with ranges even where it does not say so; a growing one
+    # has no final length
+    return await relay_upstream(
+        request, stream, kind="recording", content_type=TS_TYPE,
+        cache_control=GROWING_CACHE_CONTROL if rec.growing else COMPLETE_CACHE_CONTROL,
+        content_length=not rec.growing, accept_ranges=not rec.growing, watched="recording")
 
 
 async def recording_playlist(request: web.Request) -> web.Response:
@@ -193,12 +153,6 @@ async def recording_playlist(request: web.Request) -> web.Response:
     return await serve_transcode_playlist(request, TranscodeKey("recording", rec.id, profile))
 
 
-async def _start(app: web.Application) -> None:
-    app[RECORDINGS_KEY] = Recordings(RecordingLookup(app[CLIENT_KEY]),
-                                     RecordingFiles(app[CONFIG_KEY].recordings.path_map))
-
-
 def setup(app: web.Application) -> None:
-    app.on_startup.append(_start)
     app.router.add_get(r"/recordings/{recording_id:\d{1,10}}.m3u8", recording_playlist)
     app.router.add_get(r"/recordings/{recording_id:\d{1,10}}", recording_stream)

@@ -123,9 +123,8 @@ async def send(request: web.Request, resp: web.StreamResponse, data: bytes | mem
 
 
 def _count(request: web.Request, kind: str, size: int) -> None:
-    metrics = request.app.get(METRICS_KEY)
-    if metrics is not None:
-        metrics.sent_bytes.labels(kind).inc(size)
+    metrics = request.app[METRICS_KEY]
+    metrics.sent_bytes.labels(kind).inc(size)
 
 
 async def send_entry(request: web.Request, entry: SegmentEntry, *, name: str, kind: str,
@@ -180,9 +179,8 @@ def _abort(request: web.Request, resp: web.StreamResponse, exc: ProxyError) -> w
     truncated response (and retries) instead of a short body it would take as complete."""
     log.info("%s: upstream failed mid-body (%s); closing the client connection", request.path[:40],
              exc.message)
-    metrics = request.app.get(METRICS_KEY)
-    if metrics is not None:
-        metrics.errors.labels(exc.reason).inc()
+    metrics = request.app[METRICS_KEY]
+    metrics.errors.labels(exc.reason).inc()
     if request.transport is not None:
         request.transport.abort()
     return resp
@@ -202,29 +200,42 @@ async def send_bytes_range(request: web.Request, body: bytes, *, content_type: s
     return web.Response(status=206, body=part, content_type=content_type, headers=headers)
 
 
-async def relay_upstream(request: web.Request, stream: UpstreamStream, *, name: str, kind: str,
-                         cache_control: str, content_length: bool = True) -> web.StreamResponse:
-    """Relay an open upstream response (status, length, range headers) chunk by chunk."""
+async def relay_upstream(request: web.Request, stream: UpstreamStream, *, kind: str, content_type: str,
+                         cache_control: str, content_length: bool = True, accept_ranges: bool = False,
+                         watched: str | None = None) -> web.StreamResponse:
+    """Relay an open upstream response (status, length, range headers) chunk by chunk.
+
+    ``accept_ranges`` adds ``Accept-Ranges: bytes`` where NextPVR serves ranges without saying
+    so; ``watched`` names the stream kind whose upstream and viewer gauges cover the relay.
+    """
     async with stream:
         resp = web.StreamResponse(status=stream.status, headers={hdrs.CACHE_CONTROL: cache_control})
         for header in _PASS_HEADERS:
             value = stream.headers.get(header)
             if value is not None:
                 resp.headers[header] = value
-        resp.content_type = content_type_for(name, stream.content_type)
+        if accept_ranges:
+            resp.headers.setdefault(hdrs.ACCEPT_RANGES, "bytes")
         if content_length and stream.content_length is not None:
             resp.content_length = stream.content_length
+        resp.content_type = content_type
         await resp.prepare(request)
         if request.method == hdrs.METH_HEAD:
             return resp
-        metrics = request.app.get(METRICS_KEY)
+        metrics = request.app[METRICS_KEY]
+        if watched is not None:
+            metrics.upstream_streams.labels(watched).inc()
+            metrics.viewers.labels(watched).inc()
         try:
             async for chunk in stream.iter_chunks(RELAY_CHUNK):
                 await send(request, resp, chunk)
-                if metrics is not None:
-                    metrics.sent_bytes.labels(kind).inc(len(chunk))
-                    metrics.received_bytes.labels(kind).inc(len(chunk))
+                metrics.sent_bytes.labels(kind).inc(len(chunk))
+                metrics.received_bytes.labels(kind).inc(len(chunk))
         except ProxyError as exc:
             return _abort(request, resp, exc)
+        finally:
+            if watched is not None:
+                metrics.upstream_streams.labels(watched).dec()
+                metrics.viewers.labels(watched).dec()
         await resp.write_eof()
         return resp

@@ -1,0 +1,248 @@
+"""One transcode's playlist and segments: fetch, rewrite, stitch, prefetch, open.
+
+:class:`PlaylistRefresher` is the media half of a transcode (``transcode.py`` is the life
+cycle half). Each :meth:`~PlaylistRefresher.refresh` fetches NextPVR's playlist once,
+rewrites it in slices (yielding to the event loop on large VOD playlists), and either keeps
+the bytes (a multivariant or finished VOD playlist) or merges it into the stitched live
+playlist and prefetches the new segments. Requests are answered from what it prepared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+from yarl import URL
+
+from proxy.config import Config
+from proxy.errors import NextPVRUnparseable, NotFound
+from proxy.hls.rewrite import PlaylistError, PlaylistInfo, UriKind, UriSite, iter_rewrite
+from proxy.hls.segments import SegmentCache, SegmentEntry
+from proxy.hls.stitch import Block, LivePlaylist, split_media_playlist
+from proxy.hls.tokens import ProxyUrlMapper, Target, TokenError, TokenSigner
+from proxy.hls.urls import TranscodeKey, split_hls_path
+from proxy.hls.vod_index import VodIndex
+from proxy.metrics import Metrics
+from proxy.nextpvr.client import NextPVRClient
+from proxy.nextpvr.playlists import fetch_transcode_playlist
+from proxy.nextpvr.session import NextPVRSession
+from proxy.nextpvr.streams import UpstreamStream
+
+__all__ = ["PlaylistRefresher", "TranscodeServices", "segment_key"]
+
+#: new live segments fetched ahead of viewers on the first playlist (players start ~3 from the end)
+_FIRST_PREFETCH = 3
+_EXTINF = re.compile(r"^#EXTINF:([0-9]+(?:\.[0-9]*)?)", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscodeServices:
+    """What a transcode uses from the rest of the proxy, passed in explicitly."""
+
+    config: Config
+    client: NextPVRClient
+    signer: TokenSigner
+    cache: SegmentCache
+    metrics: Metrics
+    vod_index: VodIndex
+    #: NextPVR's origin first, then the extra origins a playlist may point at
+    origins: tuple[str, ...]
+
+
+def segment_key(scope: str, target: Target) -> Hashable:
+    """The shared cache's key for a live segment: its generation keeps a segment of an earlier
+    transcode apart from one of a new transcode that NextPVR happens to name the same."""
+    return (scope, target.generation, target.path_query)
+
+
+def _listed_seconds(text: str) -> float:
+    """Total duration of a playlist's segments, known before the rewrite that signs its tokens
+    (a quick scan: ~3 ms for 10,000 segments)."""
+    return sum(float(d) for d in _EXTINF.findall(text))
+
+
+class _MediaRecorder:
+    """Wraps the mapper to remember, in order, the proxy URL of every segment URI line."""
+
+    def __init__(self, inner: ProxyUrlMapper) -> None:
+        self.inner = inner
+        self.media: list[str] = []
+
+    def __call__(self, url: str, site: UriSite) -> str | None:
+        out = self.inner(url, site)
+        if site.tag is None and site.kind is UriKind.MEDIA:
+            self.media.append(out or "")
+        return out
+
+
+class PlaylistRefresher:
+    """The prepared playlist of one transcode and the opening of its segments.
+
+    ``session`` gives the transcode's current session (None once it stopped); ``on_segment_gone``
+    is called when NextPVR answers 404 for a segment (the transcode may be gone: check now).
+    """
+
+    def __init__(self, key: TranscodeKey, services: TranscodeServices, *,
+                 session: Callable[[], NextPVRSession | None], on_segment_gone: Callable[[], None]) -> None:
+        self.key = key
+        self.scope = key.scope
+        self._s = services
+        self._session = session
+        self._on_segment_gone = on_segment_gone
+        self.generation = 0
+        # a recording still in progress is an EVENT playlist: it only grows, keep all of it
+        self.live = LivePlaylist(max_window=64 if key.kind == "channel" else 1_000_000)
+        self.vod: bytes | None = None
+        self.is_vod = False
+        self.target_duration = 2
+        self._mapper: ProxyUrlMapper | None = None
+
+    @property
+    def has_playlist(self) -> bool:
+        return self.vod is not None or self.live.last_sequence is not None
+
+    def body(self) -> bytes:
+        return self.vod if self.vod is not None else self.live.render()
+
+    def segment(self, target: Target) -> SegmentEntry:
+        """The (shared) download of a segment this transcode listed."""
+        if target.kind != "media":
+            raise NotFound("not a media segment")
+        cache = self._s.cache
+        if self.is_vod:
+            index = self._s.vod_index.index(target)
+            if index is None:
+                raise NotFound("this recording segment is no longer known; reload the playlist")
+            return cache.get((self.scope, "vod", index), functools.partial(self._open_index, index))
+        key = segment_key(self.scope, target)
+        if target.generation != self.generation:
+            cached = cache.peek(key)
+            if cached is None:
+                raise NotFound("this segment belongs to an earlier transcode; reload the playlist")
+            return cached
+        return cache.get(key, functools.partial(self._open, target))
+
+    async def child_playlist(self, target: Target) -> bytes:
+        """A playlist referenced from a multivariant playlist, fetched and rewritten."""
+        session = self._session()
+        assert session is not None and self._mapper is not None
+        sid = await session.sid()
+        text, base = await self._fetch(URL(self._mapper.resolve(target, sid), encoded=True))
+        out, _info = await self._rewrite(text, base, self._new_mapper(sid))
+        return out.encode()
+
+    def cancel_downloads(self) -> None:
+        """Drop this transcode's running segment downloads (they would ask NextPVR for what it
+        just dropped)."""
+        scope = self.scope
+        self._s.cache.cancel(lambda key: isinstance(key, tuple) and key[:1] == (scope,))
+
+    async def refresh(self, *, first: bool) -> None:
+        session = self._session()
+        assert session is not None
+        sid = await session.sid()
+        text, base = await self._fetch(self._s.client.transcode_playlist_url(sid, self.key.kind))
+        playback = _listed_seconds(text) if self.key.kind == "recording" else 0.0
+        recorder = _MediaRecorder(self._new_mapper(sid, playback=playback))
+        rewritten, info = await self._rewrite(text, base, recorder)
+        if info.target_duration:
+            self.target_duration = info.target_duration
+        if info.is_master:
+            self.vod = rewritten.encode()
+            return
+        if info.endlist:
+            # a finished recording: a VOD playlist that never changes; segments are found by index
+            self.is_vod = True
+            self._s.vod_index.remember(self.generation, self.scope, recorder.media)
+            self.vod = rewritten.encode()
+            return
+        try:
+            parsed = split_media_playlist(rewritten)
+        except ValueError as exc:
+            raise NextPVRUnparseable(f"NextPVR's playlist for {self.scope} is malformed ({exc})") from exc
+        fresh = self.live.update(self.generation, parsed)
+        if fresh and self._s.config.hls.prefetch:
+            self._prefetch(parsed.blocks, fresh, recorder.media, first=first)
+
+    # -- opening segments ---------------------------------------------------------
+    async def _open(self, target: Target, offset: int = 0) -> UpstreamStream:
+        session = self._session()
+        if session is None or self._mapper is None:
+            raise NotFound("this stream has stopped; reload the playlist")
+        sid = await session.sid()
+        url = URL(self._mapper.resolve(target, sid), encoded=True)
+        # identity: a byte count must mean the same thing on the retry that resumes it
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        try:
+            return await self._s.client.open_stream(url, headers=headers)
+        except NotFound:
+            self._on_segment_gone()
+            raise
+
+    async def _open_index(self, index: int, offset: int = 0) -> UpstreamStream:
+        vod = self._s.vod_index.get(self.generation)
+        if vod is None or index >= len(vod.paths):
+            raise NotFound("this recording segment is not in the current playlist")
+        target = self._s.signer.verify(self.scope, vod.paths[index], now=time.time())
+        return await self._open(target, offset)
+
+    def _prefetch(self, blocks: list[Block], fresh: list[int], media: list[str], *, first: bool) -> None:
+        if len(media) != len(blocks):
+            return  # a URI line the recorder did not see as media; skip rather than guess
+        by_seq = {b.upstream_seq: i for i, b in enumerate(blocks)}
+        wanted = fresh[-_FIRST_PREFETCH:] if first else fresh
+        now = time.time()
+        for seq in wanted:
+            parsed = split_hls_path(media[by_seq[seq]])
+            if parsed is None or parsed.scope != self.scope:
+                continue
+            try:
+                target = self._s.signer.verify(self.scope, parsed.token, now=now)
+            except TokenError:
+                continue
+            self._s.cache.prefetch(segment_key(self.scope, target), functools.partial(self._open, target))
+
+    # -- fetching and rewriting ---------------------------------------------------
+    def _new_mapper(self, sid: str, *, playback: float = 0.0) -> ProxyUrlMapper:
+        # a VOD player fetches its playlist once and its last segment hours later: its tokens must
+        # outlive the playback (``playback`` seconds) by the configured lifetime
+        ttl = int(self._s.config.auth.token_ttl + playback)
+        mapper = ProxyUrlMapper(self._s.signer, scope=self.scope, generation=self.generation,
+                                expires=int(time.time()) + ttl, origins=self._s.origins, secrets=[sid])
+        self._mapper = mapper
+        return mapper
+
+    async def _fetch(self, url: URL) -> tuple[str, str]:
+        fetched = await fetch_transcode_playlist(
+            self._s.client, self._s.metrics, url, kind=self.key.kind,
+            max_bytes=self._s.config.hls.playlist_max_bytes, what=self.scope, profile=self.key.profile)
+        return fetched.text, fetched.base
+
+    async def _rewrite(self, text: str, base: str, mapper: Callable[[str, UriSite], str | None]
+                       ) -> tuple[str, PlaylistInfo]:
+        """Rewrite in slices, yielding to the event loop between them (large VOD playlists)."""
+        job = iter_rewrite(text, base, mapper, lines_per_chunk=2000)
+        parts: list[str] = []
+        spent = 0.0
+        try:
+            chunks = job.chunks()
+            while True:
+                t0 = time.perf_counter()
+                part = next(chunks, None)
+                spent += time.perf_counter() - t0
+                if part is None:
+                    break
+                parts.append(part)
+                if len(text) > 65536:
+                    await asyncio.sleep(0)
+            info = job.info
+        except PlaylistError as exc:
+            raise NextPVRUnparseable(f"NextPVR's playlist for {self.scope} is malformed ({exc})") from exc
+        self._s.metrics.rewrite_duration.observe(spent)
+        return "".join(parts), info
