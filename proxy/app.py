@@ -84,7 +84,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                                  trace_configs=app[TRACE_KEY] or None)
     client = NextPVRClient(config.nextpvr, http, observer=metrics)
     secret = config.auth.token_secret.encode() if config.auth.token_secret else None
-    signer = TokenSigner(secret)
+    signer = TokenSigner(secret, cache_entries=config.auth.token_cache_entries)
     segments = SegmentCache(cache_bytes=config.hls.segment_cache_bytes,
                             segment_max_bytes=config.hls.segment_max_bytes, metrics=metrics)
     app[HTTP_KEY] = http

@@ -217,10 +217,12 @@ class AuthConfig:
     api_keys: tuple[str, ...] = ()
     #: key for write actions of the API (null: write actions are off)
     admin_key: str | None = None
-    #: HMAC key for signed segment URLs (null: a random key per process)
+    #: key material for the encrypted segment URLs (null: a random key per process)
     token_secret: str | None = None
     #: lifetime of a signed segment URL
     token_ttl: Seconds = 6 * 3600.0
+    #: segment tokens remembered once verified (every segment request verifies one; 0: no cache)
+    token_cache_entries: int = 4096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -481,6 +483,8 @@ class _Loader:
                 self.fail(f"auth.api_keys[{i}]", "expected at least 8 characters")
         if cfg.auth.admin_key is not None and len(cfg.auth.admin_key) < 8:
             self.fail("auth.admin_key", "expected at least 8 characters")
+        if not 0 <= cfg.auth.token_cache_entries <= 1_000_000:
+            self.fail("auth.token_cache_entries", "expected an integer between 0 and 1000000")
         if cfg.auth.token_secret is not None and len(cfg.auth.token_secret) < 16:
             self.fail("auth.token_secret", "expected at least 16 characters")
         for i, m in enumerate(cfg.recordings.path_map):
