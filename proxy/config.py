@@ -148,6 +148,9 @@ class HLSConfig:
     prefetch: bool = True
     #: times a lost transcode is restarted before viewers get an error
     recover_attempts: int = 3
+    #: key-system URI schemes passed to players verbatim in EXT-X-KEY / EXT-X-SESSION-KEY (data: always
+    #: passes); a URI of any other scheme becomes the always-403 URL
+    passthrough_schemes: tuple[str, ...] = ("skd",)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -473,6 +476,10 @@ class _Loader:
         if cfg.hls.keepalive_interval <= 0 or cfg.hls.keepalive_interval >= 15:
             self.fail("hls.keepalive_interval", "expected a duration above 0 and below 15 s "
                       "(NextPVR drops a transcode after about 15 s without activity)")
+        for i, scheme in enumerate(cfg.hls.passthrough_schemes):
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,31}", scheme) or scheme.lower() in ("http", "https"):
+                self.fail(f"hls.passthrough_schemes[{i}]", "expected a URI scheme such as skd (not http or https), "
+                          f"got {scheme!r}")
         if cfg.ts.viewer_buffer_bytes < 188 * 64:
             self.fail("ts.viewer_buffer_bytes", "expected at least 12032 bytes (64 TS packets)")
         did = cfg.hdhomerun.device_id

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from proxy.config import Config
 from proxy.errors import ServiceUnavailable
+from proxy.hls.scrub import LeakGuard
 from proxy.hls.segments import SegmentCache
 from proxy.hls.tokens import Target, TokenSigner
 from proxy.hls.transcode import State, Transcode, TranscodeKey
@@ -59,6 +60,15 @@ class TranscodeManager:
         self._continuations: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._closing = False
         self._changed = asyncio.Event()
+        self._guard: tuple[int, LeakGuard] | None = None
+
+    def leak_guard(self) -> LeakGuard:
+        """What served playlists must not carry: the origins and every sid the pool has held
+        (rebuilt only when a new sid was seen)."""
+        history = self.client.pool.history
+        if self._guard is None or self._guard[0] != history.version:
+            self._guard = (history.version, LeakGuard(origins=self.origins, session_ids=history))
+        return self._guard[1]
 
     def _notify(self) -> None:
         event, self._changed = self._changed, asyncio.Event()

@@ -408,7 +408,8 @@ class ProxyUrlMapper:
     """The proxy's :data:`~proxy.hls.rewrite.Mapper`: upstream URL -> ``{prefix}/{scope}/{token}/{name}``."""
 
     def __init__(self, signer: TokenSigner, *, scope: str, generation: int, expires: int,
-                 origins: Sequence[str], secrets: Sequence[str], prefix: str = "/hls") -> None:
+                 origins: Sequence[str], secrets: Sequence[str], prefix: str = "/hls",
+                 forbidden_names: Sequence[str] = ()) -> None:
         _check_scope(scope)
         if not re.fullmatch(r"(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+", prefix):
             raise ValueError("prefix must look like /hls")
@@ -429,7 +430,9 @@ class ProxyUrlMapper:
             # shorter ones could match inside SID_PLACEHOLDER and corrupt earlier replacements
             raise ValueError("a session id to scrub must have at least 4 characters and no NUL")
         self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
-        self._forbidden = tuple(sorted({s.lower() for s in self._secrets} | hosts))
+        # ``forbidden_names``: what else a file name must not show (older sids: LeakGuard.needles)
+        self._forbidden = tuple(sorted({s.lower() for s in self._secrets} | hosts
+                                       | {f.lower() for f in forbidden_names if f}))
         self._prefix = f"{prefix}/{scope}/"
         self._blocked_prefix = f"{prefix}/blocked/"
         # plaintext fields by 2 * origin + (1 for playlists), so a URL costs one deflate and one seal

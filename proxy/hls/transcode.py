@@ -154,6 +154,8 @@ class Transcode:
         self._task: asyncio.Task[None] | None = None
         self._mapper: ProxyUrlMapper | None = None
         self._viewers: OrderedDict[Hashable, float] = OrderedDict()
+        #: tag names whose removal was logged (bounded: logged once each, 64 at most)
+        self._dropped_logged: set[str] = set()
         self._stopping = False
 
     # -- what handlers call --------------------------------------------------
@@ -407,7 +409,8 @@ class Transcode:
         # outlive the playback (``playback`` seconds) by the configured lifetime
         ttl = int(self._config.auth.token_ttl + playback)
         mapper = ProxyUrlMapper(self._m.signer, scope=self.scope, generation=self.generation,
-                                expires=int(time.time()) + ttl, origins=self._m.origins, secrets=[sid])
+                                expires=int(time.time()) + ttl, origins=self._m.origins, secrets=[sid],
+                                forbidden_names=self._m.leak_guard().needles)
         self._mapper = mapper
         return mapper
 
@@ -436,7 +439,8 @@ class Transcode:
     async def _rewrite(self, text: str, base: str, mapper: Callable[[str, UriSite], str | None]
                        ) -> tuple[str, PlaylistInfo]:
         """Rewrite in slices, yielding to the event loop between them (large VOD playlists)."""
-        job = iter_rewrite(text, base, mapper, lines_per_chunk=2000)
+        job = iter_rewrite(text, base, mapper, lines_per_chunk=2000, guard=self._m.leak_guard(),
+                           passthrough_schemes=self._config.hls.passthrough_schemes)
         parts: list[str] = []
         spent = 0.0
         try:
@@ -455,7 +459,20 @@ class Transcode:
             raise NextPVRUnparseable(f"NextPVR's playlist for {self.scope} is malformed ({exc})") from exc
         if self._m.metrics is not None:
             self._m.metrics.rewrite_duration.observe(spent)
+        if info.dropped_tags or info.dropped_attributes:
+            self._report_dropped(info)
         return "".join(parts), info
+
+    def _report_dropped(self, info: PlaylistInfo) -> None:
+        """Count every removal; log each tag name once per transcode (never the value)."""
+        if self._m.metrics is not None:
+            self._m.metrics.dropped_tags.labels("tag").inc(info.dropped_tags)
+            self._m.metrics.dropped_tags.labels("attribute").inc(info.dropped_attributes)
+        new = [name for name in info.dropped_names if name not in self._dropped_logged]
+        if new and len(self._dropped_logged) < 64:
+            self._dropped_logged.update(new)
+            log.warning("%s: NextPVR's playlist named its own address or a session id in %s; "
+                        "not served", self.scope, ", ".join(sorted(new)))
 
     async def _refresh(self, *, first: bool) -> None:
         client = self._m.client
