@@ -185,7 +185,7 @@ _NUMERIC_TAGS: Final = frozenset({
 })
 #: a line the pass removed (comments, leaking tags); compared by identity, never by value
 _DROP: Final = "\x00dropped line\x00"
-_PLAIN_TAG_NAME: Final = re.compile(r"EXT[A-Z0-9-]{0,40}")
+_PLAIN_TAG_NAME: Final = re.compile(r"EXT[A-Z0-9-]{0,40}|URI")
 _MAX_DROPPED_NAMES: Final = 16
 _SCHEME: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 _SITE_SEGMENT: Final = UriSite(None, None, UriKind.MEDIA)
