@@ -51,7 +51,7 @@ from types import MappingProxyType
 from typing import Final, TypeAlias
 
 from proxy.hls.resolve import BaseURL
-from proxy.hls.scrub import DEFAULT_PASSTHROUGH_SCHEMES, LeakGuard
+from proxy.hls.scrub import ATTRIBUTE_TAGS, DEFAULT_PASSTHROUGH_SCHEMES, LeakGuard, trim_attributes
 
 __all__ = [
     "Mapper",
@@ -159,25 +159,6 @@ _DATERANGE_CLASS: Final = MappingProxyType({
 _MULTIVARIANT_TAGS: Final = frozenset({
     "EXT-X-STREAM-INF", "EXT-X-I-FRAME-STREAM-INF", "EXT-X-IMAGE-STREAM-INF", "EXT-X-MEDIA",
     "EXT-X-SESSION-DATA", "EXT-X-SESSION-KEY", "EXT-X-CONTENT-STEERING",
-})
-#: tags of RFC 8216, bis-22 and the Roku image playlists: a leak in one of them drops the tag as
-#: "known" in the metric; any other tag is "unknown"
-_KNOWN_TAGS: Final = frozenset({
-    "EXTM3U", "EXTINF", "EXT-X-VERSION", "EXT-X-BYTERANGE", "EXT-X-DISCONTINUITY", "EXT-X-KEY",
-    "EXT-X-MAP", "EXT-X-PROGRAM-DATE-TIME", "EXT-X-DATERANGE", "EXT-X-TARGETDURATION",
-    "EXT-X-MEDIA-SEQUENCE", "EXT-X-DISCONTINUITY-SEQUENCE", "EXT-X-ENDLIST", "EXT-X-PLAYLIST-TYPE",
-    "EXT-X-I-FRAMES-ONLY", "EXT-X-MEDIA", "EXT-X-STREAM-INF", "EXT-X-I-FRAME-STREAM-INF",
-    "EXT-X-SESSION-DATA", "EXT-X-SESSION-KEY", "EXT-X-INDEPENDENT-SEGMENTS", "EXT-X-START",
-    "EXT-X-DEFINE", "EXT-X-GAP", "EXT-X-BITRATE", "EXT-X-PART", "EXT-X-PART-INF",
-    "EXT-X-SERVER-CONTROL", "EXT-X-SKIP", "EXT-X-PRELOAD-HINT", "EXT-X-RENDITION-REPORT",
-    "EXT-X-CONTENT-STEERING", "EXT-X-IMAGE-STREAM-INF", "EXT-X-TILES",
-})
-#: known tags whose value is an attribute list: a leaking X- attribute can go alone
-_ATTRIBUTE_TAGS: Final = frozenset({
-    "EXT-X-KEY", "EXT-X-MAP", "EXT-X-DATERANGE", "EXT-X-MEDIA", "EXT-X-STREAM-INF",
-    "EXT-X-I-FRAME-STREAM-INF", "EXT-X-SESSION-KEY", "EXT-X-START", "EXT-X-PART", "EXT-X-PART-INF",
-    "EXT-X-SERVER-CONTROL", "EXT-X-SKIP", "EXT-X-PRELOAD-HINT", "EXT-X-RENDITION-REPORT",
-    "EXT-X-CONTENT-STEERING", "EXT-X-IMAGE-STREAM-INF", "EXT-X-TILES",
 })
 #: tags whose value the pass parses as a number (a leak there is a PlaylistError already)
 _NUMERIC_TAGS: Final = frozenset({
@@ -448,26 +429,18 @@ class _Pass:
         go alone; anything else that leaks takes the whole tag with it."""
         if name == "EXT-X-STREAM-INF":
             self.drop_variant = True
-        if name not in _ATTRIBUTE_TAGS or colon < 0:
+        if name not in ATTRIBUTE_TAGS or colon < 0:
             return self.drop(name)
         end = len(line) - 1 if line.endswith("\r") else len(line)
         try:
             spans = _attribute_spans(line, colon + 1, end, name, index)
         except PlaylistError:
             return self.drop(name)
-        kept: list[str] = []
-        removed = 0
-        found = self.guard.found
-        for attr, start, stop, quoted in spans:
-            value = line[start:stop]
-            if found(attr) or found(value):
-                if not attr.startswith("X-") or found(attr):
-                    return self.drop(name)
-                removed += 1
-                continue
-            kept.append(f'{attr}="{value}"' if quoted else f"{attr}={value}")
-        out = line[:colon + 1] + ",".join(kept) + line[end:]
-        if found(out):  # pragma: no cover - every attribute was checked; a last line of defence
+        trimmed = trim_attributes(line, colon, end, spans, self.guard)
+        if trimmed is None:
+            return self.drop(name)
+        out, removed = trimmed
+        if self.guard.found(out):  # pragma: no cover - every attribute was checked; a last defence
             return self.drop(name)
         self.drop_variant = False
         for _ in range(removed):

@@ -17,11 +17,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["DEFAULT_PASSTHROUGH_SCHEMES", "LeakGuard"]
+__all__ = ["ATTRIBUTE_TAGS", "DEFAULT_PASSTHROUGH_SCHEMES", "LeakGuard", "trim_attributes"]
 
 #: key-system URI schemes a player must receive as they are (FairPlay's ``skd:``); Widevine and
 #: PlayReady keys in HLS are ``data:`` URIs, which always pass
@@ -30,6 +30,14 @@ DEFAULT_PASSTHROUGH_SCHEMES: Final = ("skd",)
 _UNQUOTE_ROUNDS: Final = 4
 _MIN_NEEDLE: Final = 4
 _DATA_BASE64: Final = re.compile(r"data:[^,]*;base64,", re.IGNORECASE)
+
+#: known tags whose value is an attribute list: a leaking X- attribute can go alone
+ATTRIBUTE_TAGS: Final = frozenset({
+    "EXT-X-KEY", "EXT-X-MAP", "EXT-X-DATERANGE", "EXT-X-MEDIA", "EXT-X-STREAM-INF",
+    "EXT-X-I-FRAME-STREAM-INF", "EXT-X-SESSION-KEY", "EXT-X-START", "EXT-X-PART", "EXT-X-PART-INF",
+    "EXT-X-SERVER-CONTROL", "EXT-X-SKIP", "EXT-X-PRELOAD-HINT", "EXT-X-RENDITION-REPORT",
+    "EXT-X-CONTENT-STEERING", "EXT-X-IMAGE-STREAM-INF", "EXT-X-TILES",
+})
 
 
 def _trie_pattern(words: Iterable[str]) -> re.Pattern[str]:
@@ -104,3 +112,21 @@ class LeakGuard:
             return False  # not decodable: a client cannot read anything from it either
         # UTF-16 (PlayReady) and UTF-8 texts both show their ASCII needles once NULs are dropped
         return self.found(raw.replace(b"\x00", b"").decode("latin-1"))
+
+
+def trim_attributes(line: str, colon: int, end: int, spans: Sequence[tuple[str, int, int, bool]],
+                    guard: LeakGuard) -> tuple[str, int] | None:
+    """``line`` without its leaking ``X-`` client attributes, and how many went; None when any other
+    attribute (or an attribute name) leaks, so that the whole tag must go. ``spans`` are the
+    rewriter's (name, value start, value end, quoted) of the attribute list ``line[colon + 1:end]``."""
+    kept: list[str] = []
+    removed = 0
+    for attr, start, stop, quoted in spans:
+        value = line[start:stop]
+        if guard.found(attr) or guard.found(value):
+            if not attr.startswith("X-") or guard.found(attr):
+                return None
+            removed += 1
+            continue
+        kept.append(f'{attr}="{value}"' if quoted else f"{attr}={value}")
+    return line[:colon + 1] + ",".join(kept) + line[end:], removed
