@@ -104,7 +104,7 @@ async def _streaming(app: web.Application) -> AsyncIterator[None]:
     """Tokens, the segment cache, the transcodes (live and recording HLS) and the live TS fan-out."""
     config, metrics, client = app[CONFIG_KEY], app[METRICS_KEY], app[CLIENT_KEY]
     secret = config.auth.token_secret.encode() if config.auth.token_secret else None
-    signer = app[SIGNER_KEY] = TokenSigner(secret)
+    signer = app[SIGNER_KEY] = TokenSigner(secret, cache_entries=config.auth.token_cache_entries)
     segments = app[SEGMENTS_KEY] = SegmentCache(cache_bytes=config.hls.segment_cache_bytes,
                                                 segment_max_bytes=config.hls.segment_max_bytes, metrics=metrics)
     transcodes = app[TRANSCODES_KEY] = TranscodeManager(config, client, signer, segments, metrics=metrics)

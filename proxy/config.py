@@ -148,6 +148,9 @@ class HLSConfig:
     prefetch: bool = True
     #: times a lost transcode is restarted before viewers get an error
     recover_attempts: int = 3
+    #: key-system URI schemes passed to players verbatim in EXT-X-KEY / EXT-X-SESSION-KEY (data: always
+    #: passes); a URI of any other scheme becomes the always-403 URL
+    passthrough_schemes: tuple[str, ...] = ("skd",)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,10 +220,12 @@ class AuthConfig:
     api_keys: tuple[str, ...] = ()
     #: key for write actions of the API (null: write actions are off)
     admin_key: str | None = None
-    #: HMAC key for signed segment URLs (null: a random key per process)
+    #: key material for the encrypted segment URLs (null: a random key per process)
     token_secret: str | None = None
     #: lifetime of a signed segment URL
     token_ttl: Seconds = 6 * 3600.0
+    #: segment tokens remembered once verified (every segment request verifies one; 0: no cache)
+    token_cache_entries: int = 4096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -471,6 +476,10 @@ class _Loader:
         if cfg.hls.keepalive_interval <= 0 or cfg.hls.keepalive_interval >= 15:
             self.fail("hls.keepalive_interval", "expected a duration above 0 and below 15 s "
                       "(NextPVR drops a transcode after about 15 s without activity)")
+        for i, scheme in enumerate(cfg.hls.passthrough_schemes):
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,31}", scheme) or scheme.lower() in ("http", "https"):
+                self.fail(f"hls.passthrough_schemes[{i}]", "expected a URI scheme such as skd (not http or https), "
+                          f"got {scheme!r}")
         if cfg.ts.viewer_buffer_bytes < 188 * 64:
             self.fail("ts.viewer_buffer_bytes", "expected at least 12032 bytes (64 TS packets)")
         did = cfg.hdhomerun.device_id
@@ -481,6 +490,8 @@ class _Loader:
                 self.fail(f"auth.api_keys[{i}]", "expected at least 8 characters")
         if cfg.auth.admin_key is not None and len(cfg.auth.admin_key) < 8:
             self.fail("auth.admin_key", "expected at least 8 characters")
+        if not 0 <= cfg.auth.token_cache_entries <= 1_000_000:
+            self.fail("auth.token_cache_entries", "expected an integer between 0 and 1000000")
         if cfg.auth.token_secret is not None and len(cfg.auth.token_secret) < 16:
             self.fail("auth.token_secret", "expected at least 16 characters")
         for i, m in enumerate(cfg.recordings.path_map):

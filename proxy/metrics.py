@@ -111,6 +111,12 @@ class Metrics:
         self.rewrite_duration = Histogram(
             "playlist_rewrite_duration_seconds", "CPU time to rewrite one upstream playlist",
             buckets=_REWRITE_BUCKETS, namespace=ns, registry=r)
+        self.dropped_tags = Counter(
+            "hls_dropped_tags", "Upstream playlist tags (what=tag) or their client attributes, titles and "
+            "fragments (what=attribute) not served because they named NextPVR or a session id",
+            ["what"], namespace=ns, registry=r)
+        for what in ("tag", "attribute"):
+            self.dropped_tags.labels(what)
 
         for kind in STREAM_KINDS:
             self.viewers.labels(kind)

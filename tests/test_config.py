@@ -105,6 +105,11 @@ BAD_CASES = {
     "unquoted pin": (MINIMAL.replace('"0000"', "1234"), "nextpvr.pin", "quote"),
     "bad size": (MINIMAL + "ts:\n  viewer_buffer_bytes: lots\n", "ts.viewer_buffer_bytes", "size"),
     "bad choice": (MINIMAL + "logging:\n  format: xml\n", "logging.format", "'human'"),
+    "passthrough http": (MINIMAL + "hls:\n  passthrough_schemes: [skd, HTTP]\n", "hls.passthrough_schemes[1]",
+                         "not http"),
+    "passthrough junk": (MINIMAL + "hls:\n  passthrough_schemes: ['s k d']\n", "hls.passthrough_schemes[0]",
+                         "URI scheme"),
+    "token cache": (MINIMAL + "auth:\n  token_cache_entries: -1\n", "auth.token_cache_entries", "between 0"),
 }
 
 

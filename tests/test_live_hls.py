@@ -299,3 +299,34 @@ async def test_recording_segment_tokens_outlive_the_playback(emulator: Emulator,
     scope, token = playlist.segments[-1].uri.split("/")[2:4]
     target = app_of(proxy)[SIGNER_KEY].verify(scope, token, now=time.time())
     assert target.expires >= time.time() + total  # + the configured 5 s lifetime
+
+
+async def test_every_refused_token_gets_its_clear_403(proxy: TestClient[Any, Any]) -> None:
+    # issue 11: opaque tokens answer forged, truncated, bit-flipped, expired and wrong-scope URLs as before
+    import base64
+    import dataclasses
+
+    text = await (await proxy.get(f"/live/{CHANNEL}.m3u8")).text()
+    uri = uris(text)[0]
+    scope, token, name = uri.split("/")[2:5]
+    assert (await proxy.get(uri)).status == 200  # verified once: now also in the signer's cache
+    signer = proxy.server.app[SIGNER_KEY]
+    target = signer.verify(scope, token, now=time.time())
+    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    raw[len(raw) // 2] ^= 0x10
+    flipped = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    expired = signer.sign(scope, dataclasses.replace(target, expires=int(time.time()) - 1))
+    cases = {
+        f"/hls/{scope}/{flipped}/{name}": "forged",
+        f"/hls/{scope}/{token[:-3]}/{name}": "forged",
+        f"/hls/{scope}/{'A' * len(token)}/{name}": "forged",
+        f"/hls/live.{OTHER}.720p/{token}/{name}": "scope",
+        f"/hls/{scope}/{expired}/{name}": "expired",
+    }
+    for bad, reason in cases.items():
+        for _ in range(2):  # the second time a genuine token is answered from the cache
+            resp = await proxy.get(bad)
+            body = await resp.text()
+            assert resp.status == 403, bad
+            assert f"not valid ({reason}); reload the playlist" in body, (bad, body)
+            assert "service" not in body and "transcode" not in body

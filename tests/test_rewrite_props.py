@@ -116,10 +116,15 @@ def test_only_uri_sites_change_and_tokens_decode_to_their_upstream(
     mapper = mapper_for(sid)
     out, info = rewrite_playlist(text, base, mapper)
     before, after = text.split(newline), out.split(newline)
-    assert len(before) == len(after)
+    comments = sum(1 for item in body if item.lines[0].startswith("# "))
+    if body and body[-1].lines[0].startswith("# ") and not text.endswith(newline):
+        comments -= 1  # a comment on the last line leaves its line break: the output ends with one
+    assert len(before) == len(after) + comments  # comment lines are dropped, with their line breaks
     assert before[:2] == after[:2]
     row = 2
     for item in body:
+        if item.lines[0].startswith("# "):
+            continue
         for line in item.lines[:-1]:
             assert after[row] == line
             row += 1

@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import string
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.hls.rewrite import UriKind, UriSite
 from proxy.hls.tokens import (
@@ -72,8 +75,8 @@ def test_round_trip_is_deterministic_and_url_safe(signer: TokenSigner) -> None:
     assert token == signer.sign("live.7181.720p", t) == TokenSigner(SECRET).sign("live.7181.720p", t)
     assert signer.verify("live.7181.720p", token, now=NOW) == t
     assert "/" not in token and "=" not in token and "+" not in token
-    # 19-byte header (with the scope tag) + path + 16-byte MAC, base64 without padding
-    assert len(token) == -(-(19 + len(t.path_query.encode()) + 16) * 4 // 3)
+    # a typical NextPVR segment path: compact (the issue asks for < ~120 characters)
+    assert len(token) < 70
 
 
 @pytest.mark.parametrize("t", [
@@ -317,3 +320,113 @@ def test_custom_prefix_and_unknown_origin_index(signer: TokenSigner) -> None:
     assert out is not None and out.startswith("/p/x/s/") and out.endswith("/a.ts")
     with pytest.raises(TokenError):
         m.resolve(target(origin=1), SID)
+
+
+# ---- opacity, compactness, the verified-token cache (issue 11, section 3) -----------------------------
+
+EMULATOR_PATHS = [
+    f"/service?method=channel.transcode.segment&sid={SID_PLACEHOLDER}&transcode=17&segment=41529",
+    f"/service?method=recording.transcode.segment&sid={SID_PLACEHOLDER}&transcode=3&segment=1234",
+    f"/transcode/17/41529.ts?sid={SID_PLACEHOLDER}",
+    "/service?method=channel.transcode.segment&seg=41529&sid=" + SID_PLACEHOLDER,
+]
+
+
+def components(path_query: str) -> set[str]:
+    """Every path segment, parameter name and value (and dotted part of one) of at least 3 characters."""
+    path, _, query = path_query.partition("?")
+    parts = [p for p in path.split("/") if p]
+    for pair in query.split("&"):
+        parts.extend(pair.split("="))
+    parts += [piece for p in list(parts) for piece in p.split(".")]
+    return {p for p in parts if len(p) >= 3 and "\x00" not in p}
+
+
+@pytest.mark.parametrize("path_query", EMULATOR_PATHS)
+def test_tokens_are_opaque_and_compact(signer: TokenSigner, path_query: str) -> None:
+    token = signer.sign("live.7181.720p", target(path_query=path_query))
+    assert len(token) < 120
+    raw = unb64(token)
+    for piece in components(path_query) | {"service", "method", "sid", "segment", "transcode"}:
+        assert piece.encode() not in raw, piece
+        assert piece not in token, piece
+    assert signer.verify("live.7181.720p", token, now=NOW).path_query == path_query
+
+
+def test_mapped_urls_are_opaque(signer: TokenSigner, mapper: ProxyUrlMapper) -> None:
+    url = f"{NEXTPVR}/service?method=channel.transcode.segment&sid={SID}&transcode=17&segment=41529"
+    out = mapper(url, SEGMENT)
+    assert out is not None
+    token = out.split("/")[3]
+    raw = unb64(token)
+    for piece in ["service", "method", "channel", "transcode", "segment", "41529", "sid", SID[:8]]:
+        assert piece.encode() not in raw and piece not in token, piece
+    assert out == f"/hls/live.7181.720p/{signer.sign('live.7181.720p', decode(signer, out))}/segment.ts"
+
+
+def test_another_replica_with_the_same_secret_verifies(signer: TokenSigner) -> None:
+    token = signer.sign("s", target())
+    assert TokenSigner(SECRET, cache_entries=0).verify("s", token, now=NOW) == target()
+
+
+def test_the_old_signed_format_is_refused() -> None:
+    # version 1 tokens were HMAC-signed plaintext: they must not verify as the new format
+    payload = bytes([1, 0, 0]) + (2).to_bytes(4, "big") + (NOW + 600).to_bytes(4, "big") + b"\0" * 8 + b"/x"
+    assert refused(TokenSigner(SECRET), b64(payload + b"\0" * 16)) == "forged"
+
+
+@pytest.mark.parametrize("cache_entries", [0, 1, 4096])
+def test_a_cached_token_is_still_checked_for_scope_and_expiry(cache_entries: int) -> None:
+    signer = TokenSigner(SECRET, cache_entries=cache_entries)
+    token = signer.sign("live.1.720p", target(expires=NOW + 10))
+    for _ in range(2):  # the second round is answered from the cache when there is one
+        assert signer.verify("live.1.720p", token, now=NOW).expires == NOW + 10
+        assert refused(signer, token, scope="live.2.720p") == "scope"
+        assert refused(signer, token, scope="a/b") == "scope"
+        assert refused(signer, token, scope="live.1.720p", now=NOW + 10) == "expired"
+        assert refused(signer, token[:-1], scope="live.1.720p") == "forged"
+
+
+def test_the_verified_cache_is_bounded() -> None:
+    signer = TokenSigner(SECRET, cache_entries=8)
+    tokens = [signer.sign("s", target(path_query=f"/seg{i}.ts")) for i in range(50)]
+    for token in tokens:
+        signer.verify("s", token, now=NOW)
+    assert len(signer._verified) == 8
+    assert set(signer._verified) == set(tokens[-8:])
+    # an evicted token is simply verified again
+    assert signer.verify("s", tokens[0], now=NOW).path_query == "/seg0.ts"
+    incompressible = "".join(hashlib.sha256(bytes([i])).hexdigest() for i in range(10))
+    long_token = signer.sign("s", target(path_query="/" + incompressible))
+    assert len(long_token) > 256
+    signer.verify("s", long_token, now=NOW)
+    assert long_token not in signer._verified  # long ones are not kept (the cache is bounded in bytes)
+    with pytest.raises(ValueError, match="cache_entries"):
+        TokenSigner(SECRET, cache_entries=-1)
+
+
+def test_forgeries_never_enter_the_cache(signer: TokenSigner) -> None:
+    token = signer.sign("s", target())
+    for bad in [token[:-2], "A" * len(token), token + "A"]:
+        refused(signer, bad, "s")
+    assert signer._verified == {}
+
+
+path_chars = st.text(string.ascii_letters + string.digits + "-_.~%!$&'()*+,;=:@", min_size=3, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(path_chars, min_size=1, max_size=5), st.lists(st.tuples(path_chars, path_chars), max_size=4),
+       st.sampled_from(["media", "playlist"]), st.integers(0, 255), st.integers(0, 2**32 - 1))
+def test_no_path_component_survives_in_any_token(segments: list[str], params: list[tuple[str, str]],
+                                                  kind: str, origin: int, generation: int) -> None:
+    signer = TokenSigner(SECRET)
+    query = "&".join(f"{k}={v}" for k, v in params)
+    path_query = "/" + "/".join(segments) + (f"?{query}" if query else "")
+    t = target(path_query=path_query, kind=kind, origin=origin, generation=generation)
+    token = signer.sign("rec.866.720p", t)
+    raw = unb64(token)
+    for piece in components(path_query):
+        if len(piece) >= 4:  # a 3-byte string turns up in 60 random bytes about once in 300,000
+            assert piece.encode() not in raw
+    assert signer.verify("rec.866.720p", token, now=0) == t

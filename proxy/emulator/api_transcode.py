@@ -14,7 +14,7 @@ from aiohttp import web
 from proxy.emulator.api_channels import channel_arg
 from proxy.emulator.call import Call, Handler
 from proxy.emulator.data import Channel, channel_by_number
-from proxy.emulator.faults import GARBAGE_PLAYLIST
+from proxy.emulator.faults import GARBAGE_PLAYLIST, leaky_lines
 from proxy.emulator.feeds import SegmentedFile
 from proxy.emulator.hls import playlist_text, segment_bytes
 from proxy.emulator.render import ApiError, Node, Reply, el, invalid_args, leaf
@@ -120,7 +120,12 @@ async def transcode_m3u8(call: Call) -> web.StreamResponse:
         state.changed()
     if state.faults.take_garbage():
         return web.Response(body=GARBAGE_PLAYLIST, content_type=M3U8)
-    return web.Response(text=playlist_text(state, transcode, call.request), content_type=M3U8)
+    text = playlist_text(state, transcode, call.request)
+    if state.faults.take_leaky():
+        head, _, rest = text.partition("\n")
+        origin = f"{call.request.scheme}://{call.request.host}"
+        text = f"{head}\n{leaky_lines(origin, call.sid or '')}{rest}"
+    return web.Response(text=text, content_type=M3U8)
 
 
 async def transcode_segment(call: Call) -> web.StreamResponse:

@@ -7,7 +7,7 @@
 - ``POST /_emulator/faults``           arm faults, body as in :meth:`Faults.apply`, e.g.
   ``{"http_500": {"kind": "segment", "count": 2}, "reset_segments": 1,
   "slow_segments": {"count": 1, "delay": 0.5, "bytes_per_second": 100000},
-  "garbage_playlists": 1, "stall_live": 3.0, "kill_transcodes": 1,
+  "garbage_playlists": 1, "leaky_playlists": 2, "stall_live": 3.0, "kill_transcodes": 1,
   "slow_api": {"seconds": 3.0, "count": 1}, "clear": true}``
 - ``DELETE /_emulator/faults``         disarm everything
 """

@@ -17,6 +17,7 @@ from proxy.asyncutil import Notifier, SingleFlight
 from proxy.config import Config
 from proxy.errors import ServiceUnavailable
 from proxy.hls.refresher import TranscodeServices
+from proxy.hls.scrub import LeakGuard
 from proxy.hls.segments import SegmentCache
 from proxy.hls.tokens import TokenSigner
 from proxy.hls.transcode import State, Transcode, TranscodeKey
@@ -44,16 +45,26 @@ class TranscodeManager:
         self.cache = cache
         self.metrics = metrics
         self.vod_index = VodIndex(signer, max_generations=_VOD_GENERATIONS)
+        self._guard: tuple[int, LeakGuard] | None = None
         self._services = TranscodeServices(
             config=config, client=client, signer=signer, cache=cache, metrics=metrics,
             vod_index=self.vod_index,
-            origins=(config.nextpvr.base_url.rstrip("/"), *config.nextpvr.extra_origins))
+            origins=(config.nextpvr.base_url.rstrip("/"), *config.nextpvr.extra_origins),
+            leak_guard=self.leak_guard)
         self._running: dict[str, Transcode] = {}
         self._starts: SingleFlight[str, Transcode] = SingleFlight()
         #: where each recently stopped live playlist left off (scope -> next sequence, discontinuities)
         self._continuations: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._closing = False
         self._changes = Notifier()
+
+    def leak_guard(self) -> LeakGuard:
+        """What served playlists must not carry: the origins and every sid the pool has held
+        (rebuilt only when a new sid was seen)."""
+        history = self.client.pool.history
+        if self._guard is None or self._guard[0] != history.version:
+            self._guard = (history.version, LeakGuard(origins=self._services.origins, session_ids=history))
+        return self._guard[1]
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds after some transcode started or stopped (bound it

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import re
 import time
 from collections.abc import Callable, Hashable
@@ -21,6 +22,7 @@ from yarl import URL
 from proxy.config import Config
 from proxy.errors import NextPVRUnparseable, NotFound
 from proxy.hls.rewrite import PlaylistError, PlaylistInfo, UriKind, UriSite, iter_rewrite
+from proxy.hls.scrub import LeakGuard
 from proxy.hls.segments import SegmentCache, SegmentEntry
 from proxy.hls.stitch import Block, LivePlaylist, split_media_playlist
 from proxy.hls.tokens import ProxyUrlMapper, Target, TokenError, TokenSigner
@@ -39,6 +41,8 @@ _FIRST_PREFETCH = 3
 _EXTINF = re.compile(r"^#EXTINF:([0-9]+(?:\.[0-9]*)?)", re.MULTILINE)
 
 
+log = logging.getLogger("proxy.hls")
+
 @dataclass(frozen=True, slots=True)
 class TranscodeServices:
     """What a transcode uses from the rest of the proxy, passed in explicitly."""
@@ -51,6 +55,8 @@ class TranscodeServices:
     vod_index: VodIndex
     #: NextPVR's origin first, then the extra origins a playlist may point at
     origins: tuple[str, ...]
+    #: what served playlists must not carry (origins, every sid held), current at each call
+    leak_guard: Callable[[], LeakGuard]
 
 
 def segment_key(scope: str, target: Target) -> Hashable:
@@ -100,6 +106,8 @@ class PlaylistRefresher:
         self.is_vod = False
         self.target_duration = 2
         self._mapper: ProxyUrlMapper | None = None
+        #: tag names whose removal was logged (bounded: logged once each, 64 at most)
+        self._dropped_logged: set[str] = set()
 
     @property
     def has_playlist(self) -> bool:
@@ -214,7 +222,8 @@ class PlaylistRefresher:
         # outlive the playback (``playback`` seconds) by the configured lifetime
         ttl = int(self._s.config.auth.token_ttl + playback)
         mapper = ProxyUrlMapper(self._s.signer, scope=self.scope, generation=self.generation,
-                                expires=int(time.time()) + ttl, origins=self._s.origins, secrets=[sid])
+                                expires=int(time.time()) + ttl, origins=self._s.origins, secrets=[sid],
+                                forbidden_names=self._s.leak_guard().needles)
         self._mapper = mapper
         return mapper
 
@@ -227,7 +236,9 @@ class PlaylistRefresher:
     async def _rewrite(self, text: str, base: str, mapper: Callable[[str, UriSite], str | None]
                        ) -> tuple[str, PlaylistInfo]:
         """Rewrite in slices, yielding to the event loop between them (large VOD playlists)."""
-        job = iter_rewrite(text, base, mapper, lines_per_chunk=2000)
+        # 500 lines: sealing a token (AES-SIV) costs a few microseconds, keep each slice short
+        job = iter_rewrite(text, base, mapper, lines_per_chunk=500, guard=self._s.leak_guard(),
+                           passthrough_schemes=self._s.config.hls.passthrough_schemes)
         parts: list[str] = []
         spent = 0.0
         try:
@@ -245,4 +256,16 @@ class PlaylistRefresher:
         except PlaylistError as exc:
             raise NextPVRUnparseable(f"NextPVR's playlist for {self.scope} is malformed ({exc})") from exc
         self._s.metrics.rewrite_duration.observe(spent)
+        if info.dropped_tags or info.dropped_attributes:
+            self._report_dropped(info)
         return "".join(parts), info
+
+    def _report_dropped(self, info: PlaylistInfo) -> None:
+        """Count every removal; log each tag name once per transcode (never the value)."""
+        self._s.metrics.dropped_tags.labels("tag").inc(info.dropped_tags)
+        self._s.metrics.dropped_tags.labels("attribute").inc(info.dropped_attributes)
+        new = [name for name in info.dropped_names if name not in self._dropped_logged]
+        if new and len(self._dropped_logged) < 64:
+            self._dropped_logged.update(new)
+            log.warning("%s: NextPVR's playlist named its own address or a session id in %s; "
+                        "not served", self.scope, ", ".join(sorted(new)))

@@ -1,9 +1,10 @@
-"""Lossless, line-based HLS playlist rewriter (pure: no I/O, no aiohttp).
+"""Line-based HLS playlist rewriter (pure: no I/O, no aiohttp), lossless but for what would leak.
 
 Every URI site listed in section 2 of the team's HLS notes is handed to a
 :data:`Mapper` as an absolute upstream URL; every other byte is copied through
-unchanged (unknown tags, comments, blank lines, attribute order, CRLF, a missing
-final newline). The ``m3u8`` package is deliberately not used here: its
+unchanged (tags, blank lines, attribute order, CRLF, a missing final newline) unless
+it would hand a client NextPVR's address, a session id or ``sid=`` (see below).
+The ``m3u8`` package is deliberately not used here: its
 ``loads()``/``dumps()`` round trip drops tags, corrupts attributes, crashes on
 valid syntax and is several times slower (``benchmarks/bench_rewrite.py``).
 
@@ -18,11 +19,21 @@ Decisions (the proxy turns :class:`PlaylistError` into a 502):
   duration (``6.0``, seen in the wild and tolerated by hls.js) is rounded up.
 * A URI-bearing tag whose attribute list cannot be tokenised raises
   :class:`PlaylistError` rather than being passed on with an unproxied URI.
-* URIs with a non-HTTP scheme (``skd:``, ``data:``) and URIs holding an
-  ``EXT-X-DEFINE`` reference (``{$name}``) are kept verbatim and never reach the
-  mapper; ``PlaylistInfo.has_define`` tells the caller that variables are used.
+* ``data:`` URIs, URIs of a key-system scheme (``passthrough_schemes``, ``skd:`` by default)
+  at key sites, and URIs holding an ``EXT-X-DEFINE`` reference (``{$name}``) are kept
+  verbatim and never reach the mapper; ``PlaylistInfo.has_define`` tells the caller that
+  variables are used. Any other URI that does not resolve to an http(s) URL with a host
+  (``gopher://``, ``file:``, ``javascript:``, ``http:/host``), and any kept one that carries
+  a leak, is handed to the mapper *as written*: the proxy's mapper turns it into its
+  always-403 URL, as it does for other hosts.
 * A fragment (``#t=0``) is not part of the URL given to the mapper and is
-  appended to the replacement unchanged.
+  appended to the replacement unchanged (dropped if it carries a leak).
+* Nothing upstream-controlled reaches a client if the :class:`~proxy.hls.scrub.LeakGuard`
+  finds an origin, a session id or ``sid=`` in it (any casing, any percent-encoding).
+  Comment lines (``#`` not followed by ``EXT``) are always dropped: clients ignore them
+  (RFC 8216 4.1) and they are free text. A tag carrying a leak outside its URIs is dropped
+  (an ``EXT-X-STREAM-INF`` with its URI line); only a leaking ``X-`` client attribute is
+  removed alone, and a leaking EXTINF title is emptied. ``PlaylistInfo`` counts what went.
 * Interstitial ``X-ASSET-URI``/``X-ASSET-LIST`` and preload ``X-URI`` are
   rewritten unless the DATERANGE (or an earlier one with the same ID) names a
   different ``CLASS``; no other ``X-`` attribute is ever touched.
@@ -32,13 +43,15 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, TypeAlias
 
 from proxy.hls.resolve import BaseURL
+from proxy.hls.scrub import ATTRIBUTE_TAGS, DEFAULT_PASSTHROUGH_SCHEMES, LeakGuard, trim_attributes
 
 __all__ = [
     "Mapper",
@@ -80,7 +93,9 @@ class UriSite:
     kind: UriKind
 
 
-#: absolute upstream URL (fragment removed) -> replacement URI, or None to keep the original verbatim
+#: absolute upstream URL (fragment removed) -> replacement URI, or None to keep the original verbatim.
+#: A value that must not be kept and is no http(s) URL with a host (another scheme, no host, a
+#: leaking ``data:`` URI) is passed as written: the mapper must replace it with a refusing URL.
 Mapper: TypeAlias = Callable[[str, UriSite], str | None]
 
 
@@ -92,6 +107,10 @@ class PlaylistInfo:
     of an unfinished LL-HLS segment); ``total_duration`` sums their EXTINF values.
     ``is_master`` means multivariant tags and no media segment. Absent tags give
     ``None`` (target duration, playlist type, version) or the spec default 0.
+    ``dropped_tags`` counts tag lines removed because they carried a leak (and
+    ``dropped_attributes`` the client attributes, titles and fragments removed alone);
+    ``dropped_names`` names those tags (at most 16 distinct names; a name that itself
+    leaks, or is not a plain tag name, shows as ``EXT?``). Comments are not counted.
     """
 
     is_master: bool
@@ -104,6 +123,9 @@ class PlaylistInfo:
     total_duration: float
     has_define: bool
     version: int | None
+    dropped_tags: int = 0
+    dropped_attributes: int = 0
+    dropped_names: tuple[str, ...] = ()
 
 
 def _sites(tag: str, **attributes: UriKind) -> MappingProxyType[str, UriSite]:
@@ -138,6 +160,15 @@ _MULTIVARIANT_TAGS: Final = frozenset({
     "EXT-X-STREAM-INF", "EXT-X-I-FRAME-STREAM-INF", "EXT-X-IMAGE-STREAM-INF", "EXT-X-MEDIA",
     "EXT-X-SESSION-DATA", "EXT-X-SESSION-KEY", "EXT-X-CONTENT-STEERING",
 })
+#: tags whose value the pass parses as a number (a leak there is a PlaylistError already)
+_NUMERIC_TAGS: Final = frozenset({
+    "EXT-X-TARGETDURATION", "EXT-X-MEDIA-SEQUENCE", "EXT-X-DISCONTINUITY-SEQUENCE", "EXT-X-VERSION",
+})
+#: a line the pass removed (comments, leaking tags); compared by identity, never by value
+_DROP: Final = "\x00dropped line\x00"
+_PLAIN_TAG_NAME: Final = re.compile(r"EXT[A-Z0-9-]{0,40}|URI")
+_MAX_DROPPED_NAMES: Final = 16
+_SCHEME: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 _SITE_SEGMENT: Final = UriSite(None, None, UriKind.MEDIA)
 _SITE_VARIANT: Final = UriSite(None, None, UriKind.PLAYLIST)
 _MAX_SEQUENCE: Final = 2**64 - 1
@@ -149,9 +180,18 @@ _Span: TypeAlias = tuple[str, int, int, bool]
 class _Pass:
     """State of one rewrite: the resolver, the mapper and the facts collected so far."""
 
-    def __init__(self, base_url: str, mapper: Mapper) -> None:
+    def __init__(self, base_url: str, mapper: Mapper, guard: LeakGuard, passthrough: frozenset[str]) -> None:
         self.base = BaseURL(base_url)
         self.mapper = mapper
+        self.guard = guard
+        self.passthrough = passthrough
+        #: lines replaced by _DROP so far (the chunk writer filters only chunks that have some)
+        self.removed = 0
+        self.dropped_tags = 0
+        self.dropped_attributes = 0
+        self.dropped_names: dict[str, None] = {}
+        #: the URI line of a dropped EXT-X-STREAM-INF goes with it
+        self.drop_variant = False
         self.target_duration: int | None = None
         self.media_sequence = 0
         self.discontinuity_sequence = 0
@@ -179,6 +219,9 @@ class _Pass:
             total_duration=self.total_duration,
             has_define=self.has_define,
             version=self.version,
+            dropped_tags=self.dropped_tags,
+            dropped_attributes=self.dropped_attributes,
+            dropped_names=tuple(self.dropped_names),
         )
 
     def check_header(self, first_line: str) -> None:
@@ -187,9 +230,24 @@ class _Pass:
         if first_line.rstrip(" \t\r") != "#EXTM3U":
             raise PlaylistError("not an HLS playlist: the first line is not #EXTM3U")
 
+    def drop(self, name: str, *, tag: bool = True) -> str:
+        """Count a removed tag (or, ``tag=False``, a part of one) and return the :data:`_DROP` marker."""
+        if tag:
+            self.dropped_tags += 1
+        else:
+            self.dropped_attributes += 1
+        if len(self.dropped_names) < _MAX_DROPPED_NAMES:
+            shown = name if _PLAIN_TAG_NAME.fullmatch(name) and not self.guard.found(name) else "EXT?"
+            self.dropped_names[shown] = None
+        return _DROP
+
     def map(self, value: str, site: UriSite) -> str | None:
-        if not value or "{$" in value:
+        """The replacement for one URI value; None keeps it; :data:`_DROP` drops its line."""
+        if not value:
             return None
+        found = self.guard.found_in_uri
+        if "{$" in value:  # resolved by the client after variable substitution: kept unless it leaks
+            return self.refuse(value, site) if found(value) else None
         h = value.find("#")
         if h < 0:
             url = self.base.resolve(value)
@@ -198,11 +256,25 @@ class _Pass:
             url = self.base.resolve(value[:h])
             fragment = value[h:]
         if url is None:
-            return None
+            m = _SCHEME.match(value)
+            scheme = m.group(1).lower() if m else ""
+            if (scheme == "data" or (scheme in self.passthrough and site.kind is UriKind.KEY)) and not found(value):
+                return None
+            return self.refuse(value if h < 0 else value[:h], site)
         new = self.mapper(url, site)
         if new is None:
             return None
+        if fragment and self.guard.found(fragment):
+            self.drop(site.tag or "URI", tag=False)
+            return new
         return new + fragment if fragment else new
+
+    def refuse(self, value: str, site: UriSite) -> str:
+        """A value that must not reach the client as written: the mapper's refusing URL, or no line."""
+        new = self.mapper(value, site)
+        if new is None:
+            return _DROP if self.guard.found_in_uri(value) else value
+        return new
 
     def run(self, lines: list[str], start: int, stop: int) -> None:
         """Rewrite ``lines[start:stop]`` in place.
@@ -218,6 +290,7 @@ class _Pass:
         resolve = self.base.resolve
         mapper = self.mapper
         isfinite = math.isfinite
+        found = self.guard.found
         site = _SITE_SEGMENT
         try:
             for i in range(start, stop):
@@ -236,10 +309,19 @@ class _Pass:
                         if duration > 0:
                             total += duration
                         extinfs += 1
+                        if comma >= 0 and len(line) > comma + 2 and found(line[comma + 1:]):
+                            # a title is free text: emptied, the duration stays
+                            lines[i] = line[:comma + 1] + ("\r" if line[-1] == "\r" else "")
+                            self.drop("EXTINF", tag=False)
                     elif line.startswith("#EXT"):
                         new = self.tag(line, i)
                         if new is not None:
                             lines[i] = new
+                            if new is _DROP:
+                                self.removed += 1
+                    else:  # a comment: clients ignore it (RFC 8216 4.1), and it is free text
+                        lines[i] = _DROP
+                        self.removed += 1
                     continue
                 if line[-1] == "\r":
                     uri = line[:-1]
@@ -261,6 +343,8 @@ class _Pass:
                 segments = self.segment_count
                 if new is not None:
                     lines[i] = new
+                    if new is _DROP:
+                        self.removed += 1
         finally:
             self.total_duration = total
             self.extinf_count = extinfs
@@ -277,17 +361,22 @@ class _Pass:
         if not uri:
             return None
         if uri[0] == "#":  # an indented tag or comment: not a URI (hls.js would fetch it)
-            new = self.tag(uri, index) if uri.startswith("#EXT") else None
+            new = self.tag(uri, index) if uri.startswith("#EXT") else _DROP
         else:
             if self.variant_pending:
                 self.variant_pending = False
+                if self.drop_variant:  # its EXT-X-STREAM-INF was dropped: the URI goes too
+                    self.drop_variant = False
+                    return _DROP
                 site = _SITE_VARIANT
             else:
                 self.segment_count += 1
                 site = _SITE_SEGMENT
             new = self.map(uri, site)
-        if new is None:
-            return None
+            if new is _DROP:
+                self.drop("URI")
+        if new is None or new is _DROP:
+            return new
         if uri is core:
             return new + eol if eol else new
         lead = core[: len(core) - len(core.lstrip(" \t"))]
@@ -307,7 +396,13 @@ class _Pass:
         if sites is not None:
             if name in _MULTIVARIANT_TAGS:
                 self.multivariant = True
-            return self.rewrite_attributes(line, colon, name, sites, index) if colon >= 0 else None
+            if colon < 0:
+                return None
+            new = self.rewrite_attributes(line, colon, name, sites, index)
+            if new is _DROP:
+                return self.drop(name)
+            # the mapper's URLs never leak: what is found now came from upstream as it was
+            return self.scrub(new or line, colon, name, index) if self.guard.found(new or line) else new
         if name == "EXT-X-STREAM-INF":
             self.multivariant = True
             self.variant_pending = True
@@ -325,7 +420,32 @@ class _Pass:
             self.version = _integer(value, name, index)
         elif name == "EXT-X-DEFINE":
             self.has_define = True
+        if value and name not in _NUMERIC_TAGS and self.guard.found(line):
+            return self.scrub(line, colon, name, index)
         return None
+
+    def scrub(self, line: str, colon: int, name: str, index: int) -> str:
+        """``line`` with what leaks removed: leaking ``X-`` attributes of a known attribute-list tag
+        go alone; anything else that leaks takes the whole tag with it."""
+        if name == "EXT-X-STREAM-INF":
+            self.drop_variant = True
+        if name not in ATTRIBUTE_TAGS or colon < 0:
+            return self.drop(name)
+        end = len(line) - 1 if line.endswith("\r") else len(line)
+        try:
+            spans = _attribute_spans(line, colon + 1, end, name, index)
+        except PlaylistError:
+            return self.drop(name)
+        trimmed = trim_attributes(line, colon, end, spans, self.guard)
+        if trimmed is None:
+            return self.drop(name)
+        out, removed = trimmed
+        if self.guard.found(out):  # pragma: no cover - every attribute was checked; a last defence
+            return self.drop(name)
+        self.drop_variant = False
+        for _ in range(removed):
+            self.drop(name, tag=False)
+        return out
 
     def rewrite_attributes(self, line: str, colon: int, name: str,
                            sites: MappingProxyType[str, UriSite], index: int) -> str | None:
@@ -342,6 +462,8 @@ class _Pass:
             new = self.map(line[start:stop], site)
             if new is None:
                 continue
+            if new is _DROP:
+                return _DROP
             pieces.append(line[pos:start])
             pieces.append(new)
             pos = stop
@@ -431,10 +553,13 @@ class RewriteJob:
     collect all of them before sending anything to a client.
     """
 
-    def __init__(self, text: str, base_url: str, mapper: Mapper, *, lines_per_chunk: int = 2000) -> None:
+    def __init__(self, text: str, base_url: str, mapper: Mapper, *, lines_per_chunk: int = 2000,
+                 guard: LeakGuard | None = None,
+                 passthrough_schemes: Iterable[str] = DEFAULT_PASSTHROUGH_SCHEMES) -> None:
         if lines_per_chunk < 1:
             raise ValueError("lines_per_chunk must be positive")
-        self._pass = _Pass(base_url, mapper)
+        self._pass = _Pass(base_url, mapper, guard if guard is not None else LeakGuard(),
+                           frozenset(s.lower() for s in passthrough_schemes))
         self._text = text
         self._lines_per_chunk = lines_per_chunk
         self._info: PlaylistInfo | None = None
@@ -458,11 +583,23 @@ class RewriteJob:
         self._pass.check_header(lines[0])
         n = len(lines)
         step = self._lines_per_chunk
+        removed = 0
         for start in range(0, n, step):
             stop = min(start + step, n)
             self._pass.run(lines, max(start, 1), stop)  # line 0 is the header
-            chunk = "\n".join(lines[start:stop])
-            yield chunk + "\n" if stop < n else chunk
+            if stop == n and lines[-1] is _DROP:
+                # a removed last line (no final newline) leaves the line break before it: without
+                # this the output would end in a bare CR from a CRLF
+                lines[-1] = ""
+            if self._pass.removed == removed:
+                chunk = "\n".join(lines[start:stop])
+                yield chunk + "\n" if stop < n else chunk
+                continue
+            removed = self._pass.removed
+            kept = [line for line in lines[start:stop] if line is not _DROP]
+            # a removed line takes its line break with it; a chunk of removed lines is empty
+            chunk = "\n".join(kept)
+            yield chunk + "\n" if stop < n and kept else chunk
         self._info = self._pass.info()
 
     @property
@@ -472,17 +609,25 @@ class RewriteJob:
         return self._info
 
 
-def iter_rewrite(text: str, base_url: str, mapper: Mapper, *, lines_per_chunk: int = 2000) -> RewriteJob:
+def iter_rewrite(text: str, base_url: str, mapper: Mapper, *, lines_per_chunk: int = 2000,
+                 guard: LeakGuard | None = None,
+                 passthrough_schemes: Iterable[str] = DEFAULT_PASSTHROUGH_SCHEMES) -> RewriteJob:
     """Rewrite in chunks of ``lines_per_chunk`` lines; see :class:`RewriteJob`."""
-    return RewriteJob(text, base_url, mapper, lines_per_chunk=lines_per_chunk)
+    return RewriteJob(text, base_url, mapper, lines_per_chunk=lines_per_chunk, guard=guard,
+                      passthrough_schemes=passthrough_schemes)
 
 
-def rewrite_playlist(text: str, base_url: str, mapper: Mapper) -> tuple[str, PlaylistInfo]:
+def rewrite_playlist(text: str, base_url: str, mapper: Mapper, *, guard: LeakGuard | None = None,
+                     passthrough_schemes: Iterable[str] = DEFAULT_PASSTHROUGH_SCHEMES
+                     ) -> tuple[str, PlaylistInfo]:
     """Rewrite every URI site of ``text`` through ``mapper``; ``base_url`` is the final upstream URL.
 
-    Raises :class:`PlaylistError` for input the proxy cannot serve and ``ValueError``
-    for a ``base_url`` that is not an absolute http(s) URL.
+    ``guard`` names what must not leak (default: ``sid=`` only; the proxy passes its origins
+    and the session ids it has held); ``passthrough_schemes`` are the key-system URI schemes
+    kept verbatim at key sites. Raises :class:`PlaylistError` for input the proxy cannot serve
+    and ``ValueError`` for a ``base_url`` that is not an absolute http(s) URL.
     """
-    job = RewriteJob(text, base_url, mapper, lines_per_chunk=sys.maxsize)
+    job = RewriteJob(text, base_url, mapper, lines_per_chunk=sys.maxsize, guard=guard,
+                     passthrough_schemes=passthrough_schemes)
     out = "".join(job.chunks())
     return out, job.info

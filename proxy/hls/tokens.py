@@ -1,26 +1,35 @@
-"""Signed, expiring, scope-bound tokens naming an upstream resource, and the URL mapper using them.
+"""Opaque, expiring, scope-bound tokens naming an upstream resource, and the URL mapper using them.
 
-A token is ``base64url(payload || mac)`` without padding, where
+A token is ``base64url(version || scope_tag || AES-SIV(k_aead, plaintext, ad=version || scope_tag))``
+without padding, where
 
-* ``payload = version, kind, origin, generation, expires (">BBBII"), scope tag (8 bytes), path_query``;
-* ``scope tag = HMAC-SHA256(k_scope, scope)[:8]``, so the MAC covers the scope;
-* ``mac = HMAC-SHA256(k_mac, payload)[:16]`` with keys derived from the signer's secret.
+* ``scope_tag = HMAC-SHA256(k_scope, scope)[:8]``;
+* ``plaintext = varint(2 * origin + kind), varint(generation), expires (4 bytes), deflate(path_query)``;
+* the keys are derived from the signer's secret with HKDF-SHA256, one ``info`` per purpose.
 
-Keeping a keyed digest of the scope inside the payload (instead of mixing the scope
-into the MAC alone) lets :meth:`TokenSigner.verify` tell a genuine token used on the
-wrong channel (``scope``) from a forgery (``forged``). There is no nonce: the same
-(scope, target) always gives the same token, which LL-HLS preload hints, byte-range
-playlists and the clients' "same URI across reloads" check rely on. It follows that
-callers must choose ``expires`` in coarse steps (a new value renames every segment).
+The upstream path and query are encrypted (RFC 5297 AES-SIV, from ``cryptography``): a client
+holding a playlist learns nothing of NextPVR's paths or parameters but their compressed length.
+AES-SIV is *deterministic* authenticated encryption: the same (scope, target) always gives the same
+token, which LL-HLS preload hints, byte-range playlists and the clients' "same URI across reloads"
+check rely on (so callers must choose ``expires`` in coarse steps: a new value renames every
+segment). Its synthetic IV is also the authentication tag, so a token costs 16 bytes over the
+plaintext, and any bit changed anywhere is refused as ``forged``.
 
-``path_query`` is origin-relative, so the upstream host never appears in a token,
-and every occurrence of the session id is replaced by :data:`SID_PLACEHOLDER`; the
-current sid is substituted back only at fetch time (:meth:`ProxyUrlMapper.resolve`).
+The scope tag is sent in the clear and authenticated as associated data: :meth:`TokenSigner.verify`
+can then tell a genuine token used on the wrong channel (``scope``) from a forgery (``forged``),
+as before. The path is deflated with a preset dictionary of NextPVR's URL vocabulary first, which
+keeps a typical segment token near 55 characters (the plaintext is never attacker-chosen, so the
+length the compression reveals says nothing a client could use).
 
-URLs on any host that is not an allowed origin are rewritten to
-``{prefix}/blocked/{digest}/{name}``, a route that always answers 403, rather than
-left pointing at the foreign host: a playlist must neither turn the proxy into an
-open relay nor hand clients a LAN host name or a URL carrying a session id.
+``path_query`` is origin-relative, so the upstream host never appears in a token even encrypted,
+and every occurrence of the session id is replaced by :data:`SID_PLACEHOLDER`; the current sid is
+substituted back only at fetch time (:meth:`ProxyUrlMapper.resolve`). Verification is on the hot
+path of every segment request, so tokens already verified are kept in a bounded cache.
+
+URLs on any host that is not an allowed origin (or with another scheme, or no host at all) are
+rewritten to ``{prefix}/blocked/{digest}/{name}``, a route that always answers 403, rather than
+left pointing elsewhere: a playlist must neither turn the proxy into an open relay nor hand
+clients a LAN host name or a URL carrying a session id.
 """
 
 from __future__ import annotations
@@ -30,10 +39,15 @@ import binascii
 import hashlib
 import re
 import secrets as _secrets
-import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from proxy.hls.rewrite import UriKind, UriSite
 from proxy.hls.urls import ANY_SCOPE as _SCOPE
@@ -41,6 +55,7 @@ from proxy.hls.urls import BLOCKED_SCOPE, HLS_PREFIX
 from proxy.hls.urls import check_scope as _check_scope
 
 __all__ = [
+    "DEFAULT_VERIFIED_CACHE",
     "MAX_PATH_QUERY_BYTES",
     "MAX_TOKEN_CHARS",
     "SID_PLACEHOLDER",
@@ -57,15 +72,18 @@ SID_PLACEHOLDER: Final = "\x00sid\x00"
 MAX_PATH_QUERY_BYTES: Final = 2900
 #: verify() refuses longer input before decoding anything
 MAX_TOKEN_CHARS: Final = 4096
+#: verified tokens remembered by default (``auth.token_cache_entries``)
+DEFAULT_VERIFIED_CACHE: Final = 4096
 
 TokenKind = Literal["media", "playlist"]
 TokenReason = Literal["forged", "expired", "scope"]
 
-_VERSION: Final = 1
-_HEADER: Final = struct.Struct(">BBBII")
+_VERSION: Final = 2
 _SCOPE_TAG_BYTES: Final = 8
-_MAC_BYTES: Final = 16
-_MIN_BYTES: Final = _HEADER.size + _SCOPE_TAG_BYTES + _MAC_BYTES
+_AD_BYTES: Final = 1 + _SCOPE_TAG_BYTES
+_SIV_BYTES: Final = 16
+# the shortest plaintext: two one-byte varints, expires, and an empty deflate stream
+_MIN_BYTES: Final = _AD_BYTES + _SIV_BYTES + 1 + 1 + 4 + 2
 _KIND_CODES: Final = {"media": 0, "playlist": 1}
 _KINDS: Final[tuple[TokenKind, TokenKind]] = ("media", "playlist")
 _U32: Final = 2**32 - 1
@@ -74,6 +92,16 @@ _B64_TRANSLATE: Final = bytes.maketrans(b"+/", b"-_")
 _IPAD: Final = bytes(x ^ 0x36 for x in range(256))
 _OPAD: Final = bytes(x ^ 0x5C for x in range(256))
 _SCOPE_CACHE_MAX: Final = 1024
+#: longer tokens are verified every time rather than cached (bounds the cache in bytes too)
+_CACHED_TOKEN_CHARS: Final = 256
+# raw deflate with a 512-byte window: the dictionary below fits, and the state is small and quick
+# to set up (about 2 us a token)
+_WBITS: Final = -9
+# NextPVR's URL vocabulary, most frequent last (deflate codes near matches in fewer bits). Part of
+# the token format: changing it needs a new _VERSION.
+_ZDICT: Final = (b"/live?channeloid=&client=.m3u8.mp4.m4s.aac.key/transcode/.ts?sid=\x00sid\x00"
+                 b"/services/service?method=recording.transcode.segment&sid=\x00sid\x00&transcode="
+                 b"&segment=&seg=&file=/service?method=channel.transcode.segment&sid=\x00sid\x00")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,19 +148,68 @@ def _b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).translate(_B64_TRANSLATE).rstrip(b"=").decode("ascii")
 
 
-class TokenSigner:
-    """Signs and verifies tokens. ``secret=None`` draws 32 random bytes (tokens die with the process)."""
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
-    def __init__(self, secret: bytes | None) -> None:
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, next position); ValueError on a truncated or over-long varint."""
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 28:
+            raise ValueError("bad varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, _WBITS, 1, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+    return c.compress(data) + c.flush()
+
+
+def _inflate(data: bytes) -> bytes:
+    d = zlib.decompressobj(_WBITS, _ZDICT)
+    out = d.decompress(data, MAX_PATH_QUERY_BYTES + 1)
+    if not d.eof or d.unused_data or d.unconsumed_tail or len(out) > MAX_PATH_QUERY_BYTES:
+        raise ValueError("bad path")
+    return out
+
+
+def _hkdf(secret: bytes, length: int, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=b"nextpvr-hls-proxy",
+                info=b"nextpvr-hls-proxy/" + purpose).derive(secret)
+
+
+class TokenSigner:
+    """Seals and verifies tokens. ``secret=None`` draws 32 random bytes (tokens die with the process).
+
+    ``cache_entries`` bounds the verified-token cache (0 turns it off); a cached token is still
+    checked against the scope and the clock on every use.
+    """
+
+    def __init__(self, secret: bytes | None, *, cache_entries: int = DEFAULT_VERIFIED_CACHE) -> None:
         if secret is None:
             secret = _secrets.token_bytes(32)
         if len(secret) < 16:
             raise ValueError("the token secret must be at least 16 bytes")
-        root = _HmacSha256(secret)
-        self._mac = _HmacSha256(root.digest(b"nextpvr-hls-proxy/token-mac/v1"))
-        self._scope_key = _HmacSha256(root.digest(b"nextpvr-hls-proxy/token-scope/v1"))
-        self._blocked_key = _HmacSha256(root.digest(b"nextpvr-hls-proxy/blocked-url/v1"))
+        if cache_entries < 0:
+            raise ValueError("cache_entries must not be negative")
+        self._siv = AESSIV(_hkdf(secret, 64, b"token-aead/v2"))
+        self._scope_key = _HmacSha256(_hkdf(secret, 32, b"token-scope/v2"))
+        self._blocked_key = _HmacSha256(_hkdf(secret, 32, b"blocked-url/v2"))
         self._scope_tags: dict[str, bytes] = {}
+        #: token -> (scope tag, target); insertion order is eviction order
+        self._verified: dict[str, tuple[bytes, Target]] = {}
+        self._cache_entries = cache_entries
 
     def _scope_tag(self, scope: str) -> bytes:
         tag = self._scope_tags.get(scope)
@@ -143,49 +220,75 @@ class TokenSigner:
             self._scope_tags[scope] = tag
         return tag
 
-    def _header(self, scope: str, kind: TokenKind, origin: int, generation: int, expires: int) -> bytes:
+    def _associated(self, scope: str) -> bytes:
         _check_scope(scope)
+        return bytes((_VERSION,)) + self._scope_tag(scope)
+
+    @staticmethod
+    def _fields(kind: TokenKind, origin: int, generation: int, expires: int) -> bytes:
+        """The plaintext before the path: what the mapper computes once per (origin, kind)."""
         if not (0 <= origin <= 255 and 0 <= generation <= _U32 and 0 <= expires <= _U32):
             raise ValueError("origin must fit a byte, generation and expires 32 bits")
-        return _HEADER.pack(_VERSION, _KIND_CODES[kind], origin, generation, expires) + self._scope_tag(scope)
+        return _varint(2 * origin + _KIND_CODES[kind]) + _varint(generation) + expires.to_bytes(4, "big")
 
-    def _seal(self, payload: bytes) -> str:
-        return _b64(payload + self._mac.digest(payload)[:_MAC_BYTES])
+    def _seal(self, associated: bytes, fields: bytes, path_query: bytes) -> str:
+        return _b64(associated + self._siv.encrypt(fields + _deflate(path_query), [associated]))
 
     def sign(self, scope: str, target: Target) -> str:
         """The token for ``target`` under ``scope``: URL-safe, no '/', deterministic."""
-        header = self._header(scope, target.kind, target.origin, target.generation, target.expires)
+        associated = self._associated(scope)
+        fields = self._fields(target.kind, target.origin, target.generation, target.expires)
         body = target.path_query.encode("utf-8", "surrogatepass")
         if len(body) > MAX_PATH_QUERY_BYTES:
             raise ValueError("upstream path and query too long for a token")
-        return self._seal(header + body)
+        return self._seal(associated, fields, body)
 
     def verify(self, scope: str, token: str, *, now: float) -> Target:
-        """The target named by ``token``; raises :class:`TokenError`. The MAC compare is constant-time."""
+        """The target named by ``token``; raises :class:`TokenError` (``forged`` before ``scope``
+        before ``expired``, whatever is cached)."""
+        hit = self._verified.get(token)
+        if hit is not None:
+            tag, target = hit
+        else:
+            tag, target = self._open(token)
+            if self._cache_entries and len(token) <= _CACHED_TOKEN_CHARS:
+                if len(self._verified) >= self._cache_entries:
+                    del self._verified[next(iter(self._verified))]
+                self._verified[token] = (tag, target)
+        expected = self._scope_tags.get(scope)
+        if expected is None:
+            if not _SCOPE.fullmatch(scope):
+                raise TokenError("scope")
+            expected = self._scope_tag(scope)
+        if not _secrets.compare_digest(tag, expected):
+            raise TokenError("scope")
+        if now >= target.expires:
+            raise TokenError("expired")
+        return target
+
+    def _open(self, token: str) -> tuple[bytes, Target]:
+        """Decrypt and authenticate ``token``: (its scope tag, its target), or TokenError("forged")."""
         if len(token) > MAX_TOKEN_CHARS or not _TOKEN_CHARS.fullmatch(token):
             raise TokenError("forged")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             raise TokenError("forged") from None
-        if len(raw) < _MIN_BYTES or _b64(raw) != token:  # only the canonical spelling is accepted
+        if len(raw) < _MIN_BYTES or raw[0] != _VERSION or _b64(raw) != token:  # one spelling only
             raise TokenError("forged")
-        payload = raw[:-_MAC_BYTES]
-        if not _secrets.compare_digest(self._mac.digest(payload)[:_MAC_BYTES], raw[-_MAC_BYTES:]):
-            raise TokenError("forged")
-        version, kind_code, origin, generation, expires = _HEADER.unpack_from(payload)
-        if version != _VERSION or kind_code > 1:
-            raise TokenError("forged")
-        tag = payload[_HEADER.size:_HEADER.size + _SCOPE_TAG_BYTES]
-        if not _SCOPE.fullmatch(scope) or not _secrets.compare_digest(tag, self._scope_tag(scope)):
-            raise TokenError("scope")
-        if now >= expires:
-            raise TokenError("expired")
+        associated = raw[:_AD_BYTES]
         try:
-            path_query = payload[_HEADER.size + _SCOPE_TAG_BYTES:].decode("utf-8", "surrogatepass")
-        except UnicodeDecodeError:  # pragma: no cover - only this signer produces authentic payloads
+            plain = self._siv.decrypt(raw[_AD_BYTES:], [associated])
+            code, pos = _read_varint(plain, 0)
+            generation, pos = _read_varint(plain, pos)
+            expires = int.from_bytes(plain[pos:pos + 4], "big")
+            path_query = _inflate(plain[pos + 4:]).decode("utf-8", "surrogatepass")
+        except (InvalidTag, ValueError, zlib.error, UnicodeDecodeError):
+            # only InvalidTag can happen: this signer never seals a malformed plaintext
             raise TokenError("forged") from None
-        return Target(origin, path_query, _KINDS[kind_code], generation, expires)
+        if code > 511 or generation > _U32 or len(plain) < pos + 4:
+            raise TokenError("forged")
+        return associated[1:], Target(code >> 1, path_query, _KINDS[code & 1], generation, expires)
 
     def blocked_digest(self, url: str) -> str:
         """A short keyed digest naming a refused URL in logs and paths without revealing it."""
@@ -300,7 +403,8 @@ class ProxyUrlMapper:
     """The proxy's :data:`~proxy.hls.rewrite.Mapper`: upstream URL -> ``{prefix}/{scope}/{token}/{name}``."""
 
     def __init__(self, signer: TokenSigner, *, scope: str, generation: int, expires: int,
-                 origins: Sequence[str], secrets: Sequence[str], prefix: str = HLS_PREFIX) -> None:
+                 origins: Sequence[str], secrets: Sequence[str], prefix: str = HLS_PREFIX,
+                 forbidden_names: Sequence[str] = ()) -> None:
         _check_scope(scope)
         if not re.fullmatch(r"(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+", prefix):
             raise ValueError("prefix must look like /hls")
@@ -321,16 +425,18 @@ class ProxyUrlMapper:
             # shorter ones could match inside SID_PLACEHOLDER and corrupt earlier replacements
             raise ValueError("a session id to scrub must have at least 4 characters and no NUL")
         self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
-        self._forbidden = tuple(sorted({s.lower() for s in self._secrets} | hosts))
+        # ``forbidden_names``: what else a file name must not show (older sids: LeakGuard.needles)
+        self._forbidden = tuple(sorted({s.lower() for s in self._secrets} | hosts
+                                       | {f.lower() for f in forbidden_names if f}))
         self._prefix = f"{prefix}/{scope}/"
         self._blocked_prefix = f"{prefix}/{BLOCKED_SCOPE}/"
-        # token headers by 2 * origin + (1 for playlists), so a URL costs one MAC and no packing
-        self._headers = [signer._header(scope, kind, i, generation, expires)
-                         for i in range(len(self._origins)) for kind in _KINDS]
+        # plaintext fields by 2 * origin + (1 for playlists), so a URL costs one deflate and one seal
+        self._associated = signer._associated(scope)
+        self._fields = [signer._fields(kind, i, generation, expires)
+                        for i in range(len(self._origins)) for kind in _KINDS]
         self._origin0 = self._origins[0]
         self._origin0_len = len(self._origin0)
-        self._mac = signer._mac
-        self._max_payload = _HEADER.size + _SCOPE_TAG_BYTES + MAX_PATH_QUERY_BYTES
+        self._seal = signer._seal
 
     def __call__(self, url: str, site: UriSite) -> str | None:
         kind = site.kind
@@ -341,7 +447,8 @@ class ProxyUrlMapper:
             path_query = url[n:]
         else:
             index, path_query = self._other_origin(url)
-        if index < 0 or "\x00" in path_query or "#" in path_query:
+        # "{$": an EXT-X-DEFINE reference the proxy cannot substitute (and "{" is no URI character)
+        if index < 0 or "\x00" in path_query or "#" in path_query or "{$" in path_query:
             return self._blocked(url, site)
         q = path_query.find("?")
         path = path_query if q < 0 else path_query[:q]
@@ -357,10 +464,10 @@ class ProxyUrlMapper:
         for secret in self._secrets:
             if secret in path_query:
                 path_query = path_query.replace(secret, SID_PLACEHOLDER)
-        payload = self._headers[2 * index + playlist] + path_query.encode("utf-8", "surrogatepass")
-        if len(payload) > self._max_payload:
+        body = path_query.encode("utf-8", "surrogatepass")
+        if len(body) > MAX_PATH_QUERY_BYTES:
             return self._blocked(url, site)
-        token = _b64(payload + self._mac.digest(payload)[:_MAC_BYTES])
+        token = self._seal(self._associated, self._fields[2 * index + playlist], body)
         return f"{self._prefix}{token}/{name}"
 
     def _other_origin(self, url: str) -> tuple[int, str]:

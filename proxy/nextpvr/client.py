@@ -67,7 +67,7 @@ from proxy.nextpvr.parse import (
     parse_system_status,
     parse_transcode_status,
 )
-from proxy.nextpvr.session import NextPVRSession, SessionPool
+from proxy.nextpvr.session import NextPVRSession, SessionPool, SidHistory
 from proxy.nextpvr.streams import UpstreamStream, open_stream, read_limited, says_no_tuner
 
 __all__ = [
@@ -166,15 +166,17 @@ class NextPVRClient:
         self._session_numbers = itertools.count(1)
         self._client_numbers = itertools.count(1)
         register_secret(config.pin)
-        #: the session API calls use
-        self.session = self._new_session()
         #: sessions for transcodes (one each); the main session counts against max_sessions
         self.pool = SessionPool(
             self._new_session,
             max_sessions=max(1, config.max_sessions - 1),
             idle_sessions=config.idle_sessions,
             idle_ttl=config.idle_session_ttl,
+            # 4 logins per pooled session: enough for the recent re-logins of every transcode
+            history=SidHistory(limit=max(64, 4 * config.max_sessions)),
         )
+        #: the session API calls use
+        self.session = self._new_session()
 
     def __repr__(self) -> str:
         return f"<NextPVRClient {URL(self._base).origin()}>"
@@ -186,6 +188,7 @@ class NextPVRClient:
             number=next(self._session_numbers),
             device=self._config.client_name,
             on_login=self._observer.on_login if self._observer is not None else None,
+            history=self.pool.history,
         )
 
     def new_client_id(self) -> str:

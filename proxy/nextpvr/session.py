@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
 from proxy.errors import LoginRefused, NextPVRError, NextPVRFailed, ServiceUnavailable, SessionPoolExhausted
@@ -29,7 +30,7 @@ from proxy.nextpvr.auth import login_hash
 from proxy.nextpvr.envelope import Envelope, safe_message
 from proxy.nextpvr.parse import parse_initiate, parse_login
 
-__all__ = ["NextPVRSession", "SessionPool", "SessionTransport"]
+__all__ = ["NextPVRSession", "SessionPool", "SessionTransport", "SidHistory"]
 
 log = logging.getLogger("proxy.nextpvr")
 
@@ -38,6 +39,31 @@ class SessionTransport(Protocol):
     """One raw API round trip, without any re-login (implemented by the client)."""
 
     async def session_call(self, method: str, params: Mapping[str, str], sid: str | None) -> Envelope: ...
+
+
+class SidHistory:
+    """The session ids this process has held, newest last, at most ``limit`` of them.
+
+    Served playlists must never carry any of them (a stale one may still sit in a NextPVR
+    playlist); ``version`` changes with every new id, so a caller can rebuild what it derives.
+    """
+
+    def __init__(self, limit: int = 64) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self._ids: deque[str] = deque(maxlen=limit)
+        self.version = 0
+
+    def add(self, sid: str) -> None:
+        if sid and sid not in self._ids:
+            self._ids.append(sid)
+            self.version += 1
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(self._ids))
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 class NextPVRSession:
@@ -51,8 +77,10 @@ class NextPVRSession:
         number: int,
         device: str,
         on_login: Callable[[bool, bool], None] | None = None,
+        history: SidHistory | None = None,
     ) -> None:
         self._transport = transport
+        self._history = history
         self._pin = pin
         self._device = device
         self._on_login = on_login
@@ -147,6 +175,8 @@ class NextPVRSession:
                 f"NextPVR refused to start a session ({safe_message(env)})", code=env.code)
         sid, salt = parse_initiate(env)
         register_secret(sid)
+        if self._history is not None:
+            self._history.add(sid)
         env = await self._transport.session_call(
             "session.login", {"md5": login_hash(self._pin, salt)}, sid)
         if not env.ok:
@@ -156,6 +186,8 @@ class NextPVRSession:
         confirmed = parse_login(env)
         if confirmed is not None and confirmed != sid:
             register_secret(confirmed)
+            if self._history is not None:
+                self._history.add(confirmed)
             return confirmed
         return sid
 
@@ -175,10 +207,13 @@ class SessionPool:
         max_sessions: int,
         idle_sessions: int,
         idle_ttl: float,
+        history: SidHistory | None = None,
     ) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
         self._factory = factory
+        #: every sid the sessions handed out by this pool (and the client's own) have held
+        self.history = history if history is not None else SidHistory()
         self.max_sessions = max_sessions
         self.idle_sessions = max(0, min(idle_sessions, max_sessions))
         self.idle_ttl = idle_ttl
