@@ -24,7 +24,7 @@ from proxy.lineup.m3u import StreamFormat, channel_playlist, recordings_playlist
 from proxy.nextpvr.models import RecordingStatus
 from proxy.web.health import ReadinessCheck
 from proxy.web.live_hls import parse_channel_id
-from proxy.web.relay import send
+from proxy.web.relay import etag_matches, send
 
 __all__ = [
     "GROUPS_KEY",
@@ -80,19 +80,6 @@ def public_base(request: web.Request) -> str:
 def api_key_query(request: web.Request) -> str:
     key = request.query.get("api_key")
     return f"?api_key={quote(key, safe='')}" if key else ""
-
-
-def etag_matches(request: web.Request, *etags: str) -> bool:
-    """If-None-Match (weak comparison, RFC 9110 13.1.2) against any of ``etags``."""
-    header = request.headers.get(hdrs.IF_NONE_MATCH)
-    if not header:
-        return False
-    wanted = {e.removeprefix("W/") for e in etags}
-    for candidate in header.split(",")[:_MAX_ETAGS]:
-        candidate = candidate.strip()
-        if candidate == "*" or candidate.removeprefix("W/") in wanted:
-            return True
-    return False
 
 
 def _not_modified_since(request: web.Request, last_modified: float) -> bool:
