@@ -31,7 +31,9 @@ async def test_playlist_rewritten_to_signed_proxy_paths(emulator: Emulator,
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
-    assert resp.headers["Cache-Control"] == "no-cache"
+    # half the 2 s target duration: a cache in front may hold it that long (issue 15)
+    assert resp.headers["Cache-Control"] == "public, max-age=1"
+    assert "Vary" not in resp.headers or "X-API-Key" not in resp.headers["Vary"]  # no API keys here
     text = await resp.text()
     playlist = m3u8.loads(text)
     assert playlist.segments, text

@@ -101,7 +101,8 @@ class PlaylistRefresher:
         self._on_segment_gone = on_segment_gone
         self.generation = 0
         # a recording still in progress is an EVENT playlist: it only grows, keep all of it
-        self.live = LivePlaylist(max_window=64 if key.kind == "channel" else 1_000_000)
+        self.live = (LivePlaylist(max_window=64, clock=time.time) if key.kind == "channel"
+                     else LivePlaylist(max_window=1_000_000))
         self.vod: bytes | None = None
         self.is_vod = False
         self.target_duration = 2

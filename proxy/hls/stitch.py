@@ -21,6 +21,7 @@ merges the blocks into its window and renders bytes.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["LivePlaylist", "ParsedMedia", "SequenceReset", "split_media_playlist"]
@@ -133,7 +134,10 @@ class _Seg:
 class LivePlaylist:
     """The proxy's view of a live playlist, merged across transcode generations."""
 
-    def __init__(self, *, min_window: int = 3, max_window: int = 64) -> None:
+    def __init__(self, *, min_window: int = 3, max_window: int = 64,
+                 clock: Callable[[], float] | None = None) -> None:
+        #: wall clock (Unix seconds) for the first numbering of a live playlist, see ``update``
+        self._clock = clock
         self._segs: deque[_Seg] = deque()
         self._generation: int | None = None
         self._offset = 0  # proxy seq = upstream seq + offset, for the current generation
@@ -213,6 +217,13 @@ class LivePlaylist:
             last = self.last_sequence
             if last is None and self._seed is not None:
                 last = self._seed - 1
+            if last is None and self._clock is not None:
+                # Numbered from the wall clock, one number per target duration: a second proxy (a replica
+                # taking over after the first died) numbers the same channel at least as high as the
+                # first did, so a player that keeps the playlist URL never sees the sequence go back
+                # (ffmpeg would wait for the old numbers for ever) and skips ahead instead.
+                newest = int(self._clock() // max(1, parsed.target_duration))
+                last = newest - len(parsed.blocks)
             first_up = parsed.blocks[0].upstream_seq
             self._offset = (last + 1 - first_up) if last is not None else 0
             join_marked = (self._generation is not None and bool(self._segs)) or self._seeded

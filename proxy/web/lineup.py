@@ -19,7 +19,7 @@ from proxy.lineup.m3u import StreamFormat, channel_playlist, recordings_playlist
 from proxy.nextpvr.models import RecordingStatus
 from proxy.web.health import ReadinessCheck
 from proxy.web.params import api_key_query, parse_channel_id, public_base
-from proxy.web.relay import send
+from proxy.web.relay import etag_matches, send
 
 # the keys live in keys.py, api_key_query and public_base in params.py: re-exported for existing imports
 __all__ = [
@@ -42,17 +42,6 @@ _GUIDE_RETRY_AFTER = "10"
 _MAX_ETAGS = 32
 
 
-def etag_matches(request: web.Request, *etags: str) -> bool:
-    """If-None-Match (weak comparison, RFC 9110 13.1.2) against any of ``etags``."""
-    header = request.headers.get(hdrs.IF_NONE_MATCH)
-    if not header:
-        return False
-    wanted = {e.removeprefix("W/") for e in etags}
-    for candidate in header.split(",")[:_MAX_ETAGS]:
-        candidate = candidate.strip()
-        if candidate == "*" or candidate.removeprefix("W/") in wanted:
-            return True
-    return False
 
 
 def _not_modified_since(request: web.Request, last_modified: float) -> bool:

@@ -22,7 +22,8 @@ from proxy.keys import CONFIG_KEY, METRICS_KEY
 from proxy.nextpvr.streams import UpstreamStream
 from proxy.recordings.ranges import parse_range
 
-__all__ = ["RELAY_CHUNK", "content_type_for", "relay_upstream", "send", "send_bytes_range", "send_entry"]
+__all__ = ["RELAY_CHUNK", "content_type_for", "etag_matches", "relay_upstream", "send", "send_bytes_range",
+           "send_entry"]
 
 log = logging.getLogger("proxy.relay")
 
@@ -128,15 +129,17 @@ def _count(request: web.Request, kind: str, size: int) -> None:
 
 
 async def send_entry(request: web.Request, entry: SegmentEntry, *, name: str, kind: str,
-                     cache_control: str) -> web.StreamResponse:
+                     cache_control: str, etag: str | None = None) -> web.StreamResponse:
     """Stream a (possibly still downloading) shared segment; honours Range once it is complete."""
     head = await entry.wait_head()
     ctype = content_type_for(name, head.content_type)
     range_header = request.headers.get(hdrs.RANGE)
     if range_header is not None and entry.done and entry.error is None:
         return await send_bytes_range(request, entry.body(), content_type=ctype, kind=kind,
-                                      cache_control=cache_control)
+                                      cache_control=cache_control, etag=etag)
     resp = web.StreamResponse(headers={hdrs.CACHE_CONTROL: cache_control, hdrs.ACCEPT_RANGES: "bytes"})
+    if etag is not None:
+        resp.headers[hdrs.ETAG] = etag
     resp.content_type = ctype
     if head.content_length is not None:
         resp.content_length = head.content_length
@@ -187,10 +190,12 @@ def _abort(request: web.Request, resp: web.StreamResponse, exc: ProxyError) -> w
 
 
 async def send_bytes_range(request: web.Request, body: bytes, *, content_type: str, kind: str,
-                           cache_control: str) -> web.Response:
+                           cache_control: str, etag: str | None = None) -> web.Response:
     size = len(body)
     wanted = parse_range(request.headers.get(hdrs.RANGE), size)
     headers = {hdrs.CACHE_CONTROL: cache_control, hdrs.ACCEPT_RANGES: "bytes"}
+    if etag is not None:
+        headers[hdrs.ETAG] = etag
     if wanted is None:
         _count(request, kind, size)
         return web.Response(body=body, content_type=content_type, headers=headers)
@@ -239,3 +244,20 @@ async def relay_upstream(request: web.Request, stream: UpstreamStream, *, kind: 
                 metrics.viewers.labels(watched).dec()
         await resp.write_eof()
         return resp
+
+
+#: validators looked at in one If-None-Match header (bounded work per request)
+_MAX_ETAGS = 32
+
+
+def etag_matches(request: web.Request, *etags: str) -> bool:
+    """If-None-Match (weak comparison, RFC 9110 13.1.2) against any of ``etags``."""
+    header = request.headers.get(hdrs.IF_NONE_MATCH)
+    if not header:
+        return False
+    wanted = {e.removeprefix("W/") for e in etags}
+    for candidate in header.split(",")[:_MAX_ETAGS]:
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") in wanted:
+            return True
+    return False
