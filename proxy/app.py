@@ -28,7 +28,7 @@ from proxy.metrics import Metrics
 from proxy.nextpvr.client import NextPVRClient
 from proxy.security import auth_middleware
 from proxy.ts.fanout import LiveTSManager
-from proxy.web import api, hdhr, health, lineup, live_hls, live_ts, recordings
+from proxy.web import api, hdhr, health, lineup, live_hls, live_ts, page, recordings, status
 from proxy.web.middleware import (
     add_cors_headers,
     error_middleware,
@@ -67,6 +67,8 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None,
     hdhr.setup(app)
     api.setup(app)
     recordings.setup(app)
+    status.setup(app)
+    page.setup(app)
     # runs after every cleanup context, so both the readiness checker and the guide exist
     app.on_startup.append(_register_readiness)
     return app
