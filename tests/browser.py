@@ -4,7 +4,7 @@ Debian's ``chromium`` (installed by ``scripts/setup.sh``) driven by the Python `
 package; playwright's own browser download is never used. Import the fixtures into a test
 module::
 
-    from tests.browser import browser, page  # noqa: F401  (fixtures)
+    from tests.browser import browser_fixture, page_fixture, page_watch_fixture  # noqa: F401
 
 ``page`` records every uncaught page error and every console error; a test that ends with any
 fails (:class:`PageWatch` keeps them, ``page_watch.allow(...)`` lets a test expect one).
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "PageWatch", "browser", "page", "page_watch"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "PageWatch", "browser_fixture", "page_fixture", "page_watch_fixture"]
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -43,8 +43,9 @@ class PageWatch:
         return [e for e in self.errors if not any(p.search(e) for p in self.allowed)]
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+# registered under the short names (browser, page, page_watch) so tests can take them as arguments
+@pytest.fixture(name="browser")
+async def browser_fixture() -> AsyncIterator[Browser]:
     async with async_playwright() as p:
         instance = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -53,13 +54,13 @@ async def browser() -> AsyncIterator[Browser]:
             await instance.close()
 
 
-@pytest.fixture
-def page_watch() -> PageWatch:
+@pytest.fixture(name="page_watch")
+def page_watch_fixture() -> PageWatch:
     return PageWatch()
 
 
-@pytest.fixture
-async def page(browser: Browser, page_watch: PageWatch) -> AsyncIterator[Page]:
+@pytest.fixture(name="page")
+async def page_fixture(browser: Browser, page_watch: PageWatch) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     tab = await context.new_page()
 

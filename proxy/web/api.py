@@ -4,7 +4,7 @@
 - ``GET /api/guide?channel_id=&start=&end=``: times as epoch seconds or ISO 8601 (a time
   without a zone is UTC); ``start`` defaults to now, ``end`` to a day later; at most
   ``MAX_GUIDE_SPAN`` apart
-- ``GET /api/epg?start=&end=``: every TV channel's programmes in one answer (the page's
+- ``GET /api/epg?start=&end=``: every channel's programmes in one answer (the page's
   now/next and guide grid); at most ``MAX_EPG_SPAN`` apart, defaults as for ``/api/guide``
 - ``GET /api/recordings?filter=ready|pending|recording|failed|conflict|all`` and
   ``GET /api/recordings/{id}``
@@ -235,7 +235,7 @@ async def guide(request: web.Request) -> web.Response:
 
 async def epg(request: web.Request) -> web.Response:
     start, end = _window(request, MAX_EPG_SPAN)
-    channels = [c for c in await request.app[CHANNELS_KEY].channels() if c.kind == "tv"]
+    channels = await request.app[CHANNELS_KEY].channels()
     client = request.app[CLIENT_KEY]
     gate = asyncio.Semaphore(_EPG_CONCURRENCY)
 

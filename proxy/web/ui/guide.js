@@ -26,7 +26,7 @@ export async function renderGuide(settings) {
   }
   times.append(track);
   grid.append(times);
-  for (const channel of channels.filter((c) => c.kind === "tv")) {
+  for (const channel of channels) {
     const row = epg.byChannel.get(channel.id);
     const cells = el("div", { class: "g-track", style: `width:${width}px` });
     for (const item of (row && row.listings) || []) {
