@@ -17,6 +17,9 @@ const VIEWS = {
   status: (settings) => startStatus(settings, showError),
 };
 let settings = null;
+// now/next and the progress bars move on; re-drawn unless the keyboard is inside the list
+const CHANNELS_REFRESH_MS = 30_000;
+let channelsTimer = null;
 
 function showError(error) {
   $("#page-error").textContent = error ? `Could not load: ${error.message}` : "";
@@ -25,6 +28,7 @@ function showError(error) {
 function lock(message = "") {
   stop();
   stopStatus();
+  clearInterval(channelsTimer);
   forget();
   for (const view of document.querySelectorAll(".view")) view.hidden = true;
   $("#nav").hidden = true;
@@ -42,6 +46,12 @@ async function show() {
   }
   for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== `view-${view}`;
   if (view !== "status") stopStatus();
+  clearInterval(channelsTimer);
+  if (view === "channels") {
+    channelsTimer = setInterval(() => {
+      if (!$("#channel-list").contains(document.activeElement)) renderChannels(settings).catch(showError);
+    }, CHANNELS_REFRESH_MS);
+  }
   showError(null);
   document.body.dataset.view = view;
   try {
