@@ -198,6 +198,21 @@ async def test_without_any_hls_player_the_page_offers_the_url(emulator: Emulator
     assert await link.get_attribute("href") == url(proxy, f"/live/{CHANNELS[0].oid}.ts")
 
 
+async def test_without_hlsjs_chromium_plays_natively_with_the_key(emulator: Emulator, proxy_factory: ProxyFactory,
+                                                                   page: Page, tmp_path: Any) -> None:
+    """Debian's Chromium has its own HLS (canPlayType says "maybe"): with no hls.js the page uses
+    it, and since a <video> cannot send a header, the key goes into the playlist URL."""
+    key = "native-key-123456"
+    proxy = await proxy_factory(emulator, **{"ui.hlsjs_path": str(tmp_path / "missing.js"), "auth.api_keys": [key]})
+    await page.add_init_script(f"localStorage.setItem('nextpvr-proxy.api-key', {key!r})")
+    await open_view(page, proxy, "channels")
+    await page.click(f"button.play[data-channel='{CHANNELS[0].oid}']")
+    await wait_playing(page)
+    assert await page.evaluate("typeof window.Hls") == "undefined"
+    src = await page.evaluate("document.getElementById('video').src")
+    assert src == url(proxy, f"/live/{CHANNELS[0].oid}.m3u8?api_key={key}")
+
+
 async def test_recordings_play_delete_and_schedule_with_the_admin_key(emulator: Emulator,
                                                                       proxy_factory: ProxyFactory,
                                                                       page: Page) -> None:
