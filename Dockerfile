@@ -23,6 +23,15 @@ COPY proxy ./proxy
 # compiler is needed here either.
 RUN python -m pip wheel --wheel-dir /wheels .
 
+# hls.js for the web page, exactly as package-lock.json pins it (it is never copied into the
+# repository); only its minified build and licence reach the runtime image
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends npm \
+    && rm -rf /var/lib/apt/lists/*
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --omit=dev
+
 # ---- runtime -------------------------------------------------------------------------------
 FROM python:3.11-slim-bookworm
 
@@ -49,6 +58,10 @@ RUN groupadd --system --gid "${APP_GID}" nextpvr \
 # dependencies, nothing else. The bind mount keeps the wheel files out of the image layers.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links=/wheels /wheels/nextpvr_hls_proxy-*.whl
+
+# where proxy/web/page.py looks for hls.js in the image (IMAGE_HLSJS)
+COPY --from=builder /src/node_modules/hls.js/dist/hls.min.js /src/node_modules/hls.js/LICENSE \
+     /usr/share/nextpvr-hls-proxy/hls.js/
 
 WORKDIR /app
 USER ${APP_UID}:${APP_GID}

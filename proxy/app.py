@@ -43,7 +43,7 @@ from proxy.nextpvr.client import NextPVRClient
 from proxy.recordings.files import RecordingFiles
 from proxy.security import auth_middleware
 from proxy.ts.fanout import LiveTSManager
-from proxy.web import api, hdhr, health, lineup, live_hls, live_ts, recordings
+from proxy.web import api, hdhr, heads, health, lineup, live_hls, live_ts, page, recordings, status
 from proxy.web.middleware import (
     add_cors_headers,
     error_middleware,
@@ -74,12 +74,15 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None,
     app.on_shutdown.append(_on_shutdown)
     app.on_response_prepare.append(add_cors_headers)
     health.setup(app)
+    heads.setup(app)  # before the GET routes, which would answer HEAD by opening the stream
     live_hls.setup(app)
     live_ts.setup(app)
     lineup.setup(app)
     hdhr.setup(app)
     api.setup(app)
     recordings.setup(app)
+    status.setup(app)  # after the streaming context: it reads the TS and transcode managers
+    page.setup(app)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``nextpvr-proxy serve | emulator | demo | check-config``.
+"""Command line: ``nextpvr-proxy serve | emulator | demo | check-config | doctor``.
 
 Exit codes: 0 success, 2 bad configuration or usage, 1 anything else.
 """
@@ -31,6 +31,14 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check-config", help="validate a configuration file and exit")
     c.add_argument("config", help="YAML configuration file")
+
+    dr = sub.add_parser("doctor", help="check everything the proxy needs from the configured NextPVR")
+    dr.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    dr.add_argument("--json", action="store_true", help="one JSON document (attach it to bug reports)")
+    dr.add_argument("--transcode", action="store_true",
+                    help="also start a transcode, fetch its playlist and stop it (uses a tuner briefly)")
+    dr.add_argument("--channel", type=int, help="NextPVR channel id to read (default: the first TV channel)")
+    dr.add_argument("--seconds", type=float, default=5.0, help="length of the live read (default 5)")
 
     e = sub.add_parser("emulator", help="run the built-in NextPVR emulator")
     _emulator_args(e, default_port=8866)
@@ -72,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.config}: ok (NextPVR at {cfg.nextpvr.base_url}, "
                   f"listening on {cfg.server.host}:{cfg.server.port})")
             return 0
+        if args.command == "doctor":
+            return _doctor(args)
         if args.command == "serve":
             cfg = load_config(args.config)
             return _run(cfg, _serve_coro(cfg))
@@ -94,6 +104,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     return 2
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from proxy.doctor import run_doctor
+    from proxy.runner import new_event_loop
+
+    cfg = load_config(args.config)
+    # only warnings reach stderr: the checks' own lines are the output
+    setup_logging("WARNING", cfg.logging.format)
+    register_secret(cfg.nextpvr.pin)
+    loop = new_event_loop("asyncio")
+    try:
+        return loop.run_until_complete(run_doctor(cfg, sys.stdout, as_json=args.json, transcode=args.transcode,
+                                                  channel_id=args.channel, probe_seconds=args.seconds))
+    finally:
+        loop.close()
 
 
 def _run(cfg: Config, coro: object) -> int:

@@ -39,6 +39,7 @@ __all__ = [
     "ServerConfig",
     "TSConfig",
     "TimeoutConfig",
+    "UIConfig",
     "load_config",
     "parse_config",
 ]
@@ -236,6 +237,19 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class UIConfig:
+    #: serve the web page at ``/`` (its data comes from ``/api/``, which stays on either way)
+    enabled: bool = True
+    #: hls.js (the UMD build, ``hls.min.js``) on disk; null: the repository's ``node_modules``
+    #: (``npm ci``), then the Docker image's copy
+    hlsjs_path: str | None = None
+    #: hls.js elsewhere (a CDN or another server): the page loads it from there instead
+    hlsjs_url: str | None = None
+    #: how often the status view asks ``/api/status`` again
+    status_refresh: Seconds = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     nextpvr: NextPVRConfig
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -247,6 +261,7 @@ class Config:
     dvr: DVRConfig = field(default_factory=DVRConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ui: UIConfig = field(default_factory=UIConfig)
 
 
 # ---------------------------------------------------------------------------
@@ -494,6 +509,10 @@ class _Loader:
             self.fail("auth.token_cache_entries", "expected an integer between 0 and 1000000")
         if cfg.auth.token_secret is not None and len(cfg.auth.token_secret) < 16:
             self.fail("auth.token_secret", "expected at least 16 characters")
+        if cfg.ui.hlsjs_url is not None and not re.match(r"(https?://|/)", cfg.ui.hlsjs_url):
+            self.fail("ui.hlsjs_url", f"expected an http(s):// URL or an absolute path, got {cfg.ui.hlsjs_url!r}")
+        if cfg.ui.status_refresh < 1:
+            self.fail("ui.status_refresh", "expected at least 1 s")
         for i, m in enumerate(cfg.recordings.path_map):
             if not os.path.isabs(m.local):
                 self.fail(f"recordings.path_map[{i}].local", f"expected an absolute path, got {m.local!r}")

@@ -3,7 +3,8 @@
 Who needs what (``access_level``):
 
 - **public**: ``/healthz``, ``/readyz``, ``/metrics``, CORS preflights — probes and
-  Prometheus must work without credentials (they expose no secret).
+  Prometheus must work without credentials (they expose no secret); the web page's own files
+  (``/`` and ``/ui/...``), which hold no data: the page asks for a key before it shows anything.
 - **token**: ``/hls/...`` — every rewritten URI carries its own signed, expiring token
   bound to its channel or recording, so players that cannot send headers still work and
   a leaked segment URL stops working.
@@ -67,7 +68,7 @@ class Access(enum.Enum):
 
 def access_level(request: web.Request) -> Access:
     path = request.path
-    if request.method == hdrs.METH_OPTIONS or path in PUBLIC_PATHS:
+    if request.method == hdrs.METH_OPTIONS or path in PUBLIC_PATHS or path == "/" or path.startswith("/ui/"):
         return Access.PUBLIC
     if path.startswith("/hls/"):
         return Access.TOKEN

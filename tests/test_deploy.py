@@ -275,7 +275,8 @@ def test_dockerignore_keeps_secrets_and_debris_out() -> None:
     ignore = _dockerignore()
     for path in (".git/HEAD", ".venv/bin/python", "tests/conftest.py", "config.yaml", "deploy/proxy.env",
                  "proxy/__pycache__/app.cpython-311.pyc", "proxy/hls/__pycache__/x.pyc", ".hypothesis/x",
-                 "benchmarks/bench_rewrite.py", "nextpvr_hls_proxy.egg-info/PKG-INFO"):
+                 "benchmarks/bench_rewrite.py", "nextpvr_hls_proxy.egg-info/PKG-INFO",
+                 "node_modules/hls.js/dist/hls.min.js"):
         assert ignore.excluded(path), f"{path} would be sent to the Docker daemon"
     # the package data the wheel needs (samples, icons, py.typed) is in the context
     for pattern in ("media/samples/*.ts", "media/samples/*.json", "emulator/icons/*.png", "py.typed"):

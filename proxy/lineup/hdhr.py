@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from xml.sax.saxutils import escape
 
+from proxy.errors import BadRequest
 from proxy.nextpvr.models import Channel
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "FIRMWARE_VERSION",
     "MANUFACTURER",
     "MODEL_NUMBER",
+    "TRANSCODE_PROFILES",
+    "ChannelCodecs",
     "derive_device_id",
     "device_auth",
     "device_id_is_valid",
@@ -33,6 +36,7 @@ __all__ = [
     "is_hd",
     "lineup",
     "lineup_status",
+    "transcode_behaviour",
     "udn",
 ]
 
@@ -89,13 +93,48 @@ def discover(*, friendly_name: str, device_id: str, base: str, tuner_count: int)
     }
 
 
+#: ``?transcode=`` values of an HDHomeRun EXTEND ("hdtc" models, which Jellyfin offers transcoding
+#: for) -> what ``/auto/v<n>`` serves. Every one is the original broadcast, from the channel's shared
+#: tuner: NextPVR's transcoder makes HLS, not the continuous MPEG-TS an HDHomeRun client reads from
+#: this URL, and Jellyfin, Plex and Emby transcode the original themselves when a player needs it.
+#: Answering the original keeps one tuner per channel however many profiles are asked for.
+TRANSCODE_PROFILES: dict[str, str] = {
+    "none": "original", "native": "original", "heavy": "original", "mobile": "original",
+    "internet720": "original", "internet540": "original", "internet480": "original",
+    "internet360": "original", "internet240": "original",
+}
+
+#: the per-channel codec memory (fed by the PMTs the live-TS fan-out sees): channel id ->
+#: ``(video, audio)`` in :mod:`proxy.media.psi` names, or None while the channel is unseen
+ChannelCodecs = Callable[[int], tuple[str, str] | None]
+_HDHR_VIDEO = {"h264": "H264", "hevc": "HEVC", "mpeg2": "MPEG2", "mpeg1": "MPEG1"}
+_HDHR_AUDIO = {"aac": "AAC", "aac-latm": "AAC", "ac3": "AC3", "eac3": "EAC3", "mp2": "MPEG", "mp1": "MPEG"}
+
+
+def transcode_behaviour(value: str | None) -> str:
+    """What ``?transcode=value`` means (see :data:`TRANSCODE_PROFILES`); 400 for an unknown one."""
+    if value is None or value == "":
+        return "original"
+    behaviour = TRANSCODE_PROFILES.get(value.lower())
+    if behaviour is None:
+        raise BadRequest(f"transcode must be one of {', '.join(TRANSCODE_PROFILES)}", field="transcode")
+    return behaviour
+
+
+def no_codecs(channel_id: int) -> tuple[str, str] | None:
+    return None
+
+
 def is_hd(channel: Channel) -> bool:
     """NextPVR does not say; broadcasters put it in the name ("WXYZ-HD")."""
     return bool(_HD_NAME.search(channel.name))
 
 
-def lineup(channels: Sequence[Channel], *, base: str) -> list[dict[str, Any]]:
-    """TV channels only: Plex and Jellyfin treat every lineup entry as a video channel."""
+def lineup(channels: Sequence[Channel], *, base: str, codecs: ChannelCodecs = no_codecs) -> list[dict[str, Any]]:
+    """TV channels only: Plex and Jellyfin treat every lineup entry as a video channel.
+
+    ``VideoCodec``/``AudioCodec`` (Jellyfin's media info) appear once ``codecs`` knows the
+    channel; left out rather than guessed before."""
     out: list[dict[str, Any]] = []
     for channel in channels:
         if channel.kind != "tv":
@@ -107,6 +146,13 @@ def lineup(channels: Sequence[Channel], *, base: str) -> list[dict[str, Any]]:
         }
         if is_hd(channel):
             entry["HD"] = 1
+        seen = codecs(channel.id)
+        if seen is not None:
+            video, audio = seen
+            if video:
+                entry["VideoCodec"] = _HDHR_VIDEO.get(video, video.upper())
+            if audio:
+                entry["AudioCodec"] = _HDHR_AUDIO.get(audio, audio.upper())
         out.append(entry)
     return out
 

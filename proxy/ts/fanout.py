@@ -142,6 +142,9 @@ class ChannelStream:
         self.slow_disconnects = 0
         self.viewers: set[Viewer] = set()
         self.connections = 0  # upstream connections opened over the stream's life
+        #: bytes received from NextPVR and when the stream opened (the status page's bitrate)
+        self.received_bytes = 0
+        self.opened_at = time.monotonic()
         self.closed = False
         self._body: UpstreamBody | None = None
         self._task: asyncio.Task[None] | None = None
@@ -295,6 +298,7 @@ class ChannelStream:
         body = self._body
         assert body is not None
         async for chunk in body.iter_chunks():
+            self.received_bytes += len(chunk)
             self._metrics.received_bytes.labels("ts").inc(len(chunk))
             packets = self._aligner.feed(chunk)
             if packets:

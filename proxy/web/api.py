@@ -4,6 +4,8 @@
 - ``GET /api/guide?channel_id=&start=&end=``: times as epoch seconds or ISO 8601 (a time
   without a zone is UTC); ``start`` defaults to now, ``end`` to a day later; at most
   ``MAX_GUIDE_SPAN`` apart
+- ``GET /api/epg?start=&end=``: every channel's programmes in one answer (the page's
+  now/next and guide grid); at most ``MAX_EPG_SPAN`` apart, defaults as for ``/api/guide``
 - ``GET /api/recordings?filter=ready|pending|recording|failed|conflict|all`` and
   ``GET /api/recordings/{id}``
 - ``POST /api/recordings``: ``{"event_id": n}`` or ``{"channel_id": n, "start": t,
@@ -18,6 +20,7 @@ does that for every ``/api/`` path) and a validation error names its field.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hmac
 import json
@@ -27,7 +30,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from proxy.errors import AdminKeyRequired, BadRequest, BodyTooLarge, Forbidden, NextPVRFailed
+from proxy.errors import AdminKeyRequired, BadRequest, BodyTooLarge, Forbidden, NextPVRFailed, ProxyError
 from proxy.keys import CHANNELS_KEY, CLIENT_KEY, CONFIG_KEY, GROUPS_KEY
 from proxy.lineup.hdhr import is_hd
 from proxy.lineup.m3u import tvg_id
@@ -36,10 +39,14 @@ from proxy.nextpvr.models import Channel, Listing, Recording, RecordingStatus
 from proxy.security import presented_key
 from proxy.web.params import parse_channel_id, public_base
 
-__all__ = ["MAX_GUIDE_SPAN", "setup"]
+__all__ = ["MAX_EPG_SPAN", "MAX_GUIDE_SPAN", "setup"]
 
 #: longest /api/guide window (NextPVR answers a whole channel's EPG in one document)
 MAX_GUIDE_SPAN = 14 * 86400
+#: longest /api/epg window: it asks NextPVR once per channel
+MAX_EPG_SPAN = 2 * 86400
+#: channels whose listings /api/epg fetches at once
+_EPG_CONCURRENCY = 4
 _DEFAULT_GUIDE_SPAN = 86400
 _MAX_DURATION = 24 * 3600
 _MAX_PADDING = 600
@@ -188,20 +195,46 @@ async def list_channels(request: web.Request) -> web.Response:
     return web.json_response(body, headers=_NO_STORE)
 
 
-async def guide(request: web.Request) -> web.Response:
+def _window(request: web.Request, longest: int) -> tuple[float, float]:
     query = request.query
-    channel_id = parse_channel_id(query.get("channel_id"), "channel_id")
     start = parse_time(query["start"], "start") if "start" in query else time.time()
     end = parse_time(query["end"], "end") if "end" in query else start + _DEFAULT_GUIDE_SPAN
     if end <= start:
         raise BadRequest("end must be after start", field="end")
-    if end - start > MAX_GUIDE_SPAN:
-        raise BadRequest(f"end may be at most {MAX_GUIDE_SPAN // 86400} days after start", field="end")
+    if end - start > longest:
+        raise BadRequest(f"end may be at most {longest // 86400} days after start", field="end")
+    return start, end
+
+
+async def guide(request: web.Request) -> web.Response:
+    channel_id = parse_channel_id(request.query.get("channel_id"), "channel_id")
+    start, end = _window(request, MAX_GUIDE_SPAN)
     await request.app[CHANNELS_KEY].get(channel_id)
     listings = await request.app[CLIENT_KEY].channel_listings(channel_id, start, end)
     wanted = sorted((x for x in listings if x.end > start and x.start < end), key=lambda x: x.start)
     body = {"channel_id": channel_id, "start": int(start), "end": int(end),
             "listings": [_listing_json(x) for x in wanted]}
+    return web.json_response(body, headers=_NO_STORE)
+
+
+async def epg(request: web.Request) -> web.Response:
+    start, end = _window(request, MAX_EPG_SPAN)
+    channels = await request.app[CHANNELS_KEY].channels()
+    client = request.app[CLIENT_KEY]
+    gate = asyncio.Semaphore(_EPG_CONCURRENCY)
+
+    async def one(channel: Channel) -> dict[str, Any]:
+        async with gate:
+            try:
+                listings = await client.channel_listings(channel.id, start, end)
+            except ProxyError as exc:
+                # one channel's missing guide must not blank the whole grid
+                return {"channel_id": channel.id, "error": exc.message, "listings": []}
+        wanted = sorted((x for x in listings if x.end > start and x.start < end), key=lambda x: x.start)
+        return {"channel_id": channel.id, "error": None, "listings": [_listing_json(x) for x in wanted]}
+
+    rows = await asyncio.gather(*(one(c) for c in channels))
+    body = {"start": int(start), "end": int(end), "now": int(time.time()), "channels": rows}
     return web.json_response(body, headers=_NO_STORE)
 
 
@@ -315,6 +348,7 @@ async def delete_recording(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/channels", list_channels)
     app.router.add_get("/api/guide", guide)
+    app.router.add_get("/api/epg", epg)
     app.router.add_get("/api/recordings", list_recordings)
     app.router.add_post("/api/recordings", schedule_recording)
     app.router.add_get("/api/recordings/{recording_id}", get_recording)

@@ -4,8 +4,12 @@
 - ``POST /lineup.post`` (a channel scan request: there is nothing to scan, so "OK")
 - ``GET /auto/v{number}``: the channel's live MPEG-TS, shared with ``/live/{id}.ts``.
   A real HDHomeRun answers "no tuner free" with 503 and ``X-HDHomeRun-Error: 805 All Tuners
-  In Use``; so does this route (plus ``Retry-After``). ``transcode=`` and ``duration=``,
-  which some clients append, are ignored: the stream is NextPVR's as it is.
+  In Use``; so does this route (plus ``Retry-After``). ``transcode=<profile>`` (Jellyfin, for
+  an "hdtc" model) is mapped by :data:`proxy.lineup.hdhr.TRANSCODE_PROFILES` (every known profile
+  is the original stream; an unknown one is a 400); ``duration=`` is ignored.
+- ``HEAD`` on ``/auto/v{number}`` answers at once (:mod:`proxy.web.heads`).
+- ``lineup.json`` carries ``VideoCodec``/``AudioCodec`` for channels ``app[CODECS_KEY]`` knows
+  (the hook for the per-channel codec memory; by default it knows none).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from proxy.nextpvr.client import NextPVRClient
 from proxy.web.live_ts import serve_live_ts
 from proxy.web.params import public_base
 
-__all__ = ["HDHR_KEY", "HDHomeRunDevice", "setup"]
+__all__ = ["CODECS_KEY", "HDHR_KEY", "HDHomeRunDevice", "setup"]
 
 log = logging.getLogger("proxy.hdhr")
 
@@ -69,6 +73,8 @@ class HDHomeRunDevice:
 
 
 HDHR_KEY = web.AppKey("hdhomerun", HDHomeRunDevice)
+#: channel id -> (video, audio) codecs seen in its PMT, or None; replace it to feed lineup.json
+CODECS_KEY: web.AppKey[hdhr.ChannelCodecs] = web.AppKey("channel_codecs")
 
 
 async def discover_json(request: web.Request) -> web.Response:
@@ -80,7 +86,7 @@ async def discover_json(request: web.Request) -> web.Response:
 
 async def lineup_json(request: web.Request) -> web.Response:
     channels = await request.app[CHANNELS_KEY].channels()
-    return web.json_response(hdhr.lineup(channels, base=public_base(request)),
+    return web.json_response(hdhr.lineup(channels, base=public_base(request), codecs=request.app[CODECS_KEY]),
                              headers={hdrs.CACHE_CONTROL: "no-cache"})
 
 
@@ -101,6 +107,7 @@ async def device_xml(request: web.Request) -> web.Response:
 
 
 async def auto_tune(request: web.Request) -> web.StreamResponse:
+    hdhr.transcode_behaviour(request.query.get("transcode"))  # "original" is all there is
     channel = await request.app[CHANNELS_KEY].by_number(request.match_info["number"])
     try:
         return await serve_live_ts(request, channel.id)
@@ -112,6 +119,7 @@ async def auto_tune(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     if not app[CONFIG_KEY].hdhomerun.enabled:
         return
+    app[CODECS_KEY] = hdhr.no_codecs
     app.router.add_get("/discover.json", discover_json)
     app.router.add_get("/lineup.json", lineup_json)
     app.router.add_get("/lineup_status.json", lineup_status_json)
