@@ -18,6 +18,7 @@ from proxy.keys import (
     CONFIG_KEY,
     HTTP_KEY,
     METRICS_KEY,
+    REMUX_KEY,
     SEGMENTS_KEY,
     SIGNER_KEY,
     TRANSCODES_KEY,
@@ -26,9 +27,10 @@ from proxy.keys import (
 from proxy.lineup.channels import ChannelDirectory
 from proxy.metrics import Metrics
 from proxy.nextpvr.client import NextPVRClient
+from proxy.packager.manager import RemuxManager
 from proxy.security import auth_middleware
 from proxy.ts.fanout import LiveTSManager
-from proxy.web import api, hdhr, health, lineup, live_hls, live_ts, recordings
+from proxy.web import api, hdhr, health, lineup, live_hls, live_remux, live_ts, recordings
 from proxy.web.middleware import (
     add_cors_headers,
     error_middleware,
@@ -62,6 +64,7 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None,
     app.on_response_prepare.append(add_cors_headers)
     health.setup(app)
     live_hls.setup(app)
+    live_remux.setup(app)
     live_ts.setup(app)
     lineup.setup(app)
     hdhr.setup(app)
@@ -97,10 +100,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                                 metrics=metrics)
     # computed at scrape time: keeping a running sum would cost work on every chunk
     metrics.ts_buffered_bytes.set_function(lambda: sum(s.buffered_bytes for s in ts.streams()))
+    remux = app[REMUX_KEY] = RemuxManager(config, ts, signer, metrics=metrics)
+    metrics.remux_viewers.set_function(remux.watchers)
+    metrics.remux_store_bytes.set_function(lambda: remux.store.bytes)
     try:
         yield
     finally:
         # give NextPVR its tuners back first, then its sessions
+        await remux.close()
         await app[TS_KEY].close()
         await app[TRANSCODES_KEY].close()
         await segments.close()

@@ -12,6 +12,7 @@ from proxy.hls.tokens import TokenSigner
 from proxy.lineup.channels import ChannelDirectory
 from proxy.metrics import Metrics
 from proxy.nextpvr.client import NextPVRClient
+from proxy.packager.manager import RemuxManager
 from proxy.ts.fanout import LiveTSManager
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "CONFIG_KEY",
     "HTTP_KEY",
     "METRICS_KEY",
+    "REMUX_KEY",
     "SEGMENTS_KEY",
     "SIGNER_KEY",
     "TRANSCODES_KEY",
@@ -34,4 +36,5 @@ SIGNER_KEY = web.AppKey("signer", TokenSigner)
 SEGMENTS_KEY = web.AppKey("segments", SegmentCache)
 TRANSCODES_KEY = web.AppKey("transcodes", TranscodeManager)
 TS_KEY = web.AppKey("live_ts", LiveTSManager)
+REMUX_KEY = web.AppKey("remux", RemuxManager)
 CHANNELS_KEY = web.AppKey("channels", ChannelDirectory)

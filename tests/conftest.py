@@ -58,6 +58,8 @@ def proxy_config(base_url: str, pin: str = TEST_PIN, **overrides: Any) -> Config
         "nextpvr": {"base_url": base_url, "pin": pin},
         "server": {"host": "127.0.0.1", "port": 0},
         "logging": {"level": "DEBUG"},
+        # the transcode path's tests predate hls.mode (default auto); remux tests set it themselves
+        "hls": {"mode": "transcode"},
     }
     for dotted, value in overrides.items():
         node = raw
