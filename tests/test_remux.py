@@ -265,3 +265,18 @@ async def test_a_segment_is_served_while_it_grows(
 def test_emulator_channels_cover_the_codecs(emulator: Emulator) -> None:
     names = {c.oid: emulator.state.feeds.source_name(c) for c in CHANNELS}
     assert (names[H264], names[BFRAMES], names[MPEG2]) == ("testcard", "mandelbrot", "atsc")
+
+
+async def test_a_stream_without_pmt_is_502_in_remux_and_the_transcoder_in_auto(
+    emulator_factory: EmulatorFactory, proxy_factory: ProxyFactory
+) -> None:
+    emu = await emulator_factory()
+    emu.state.faults.stall_live(30)  # the tuner sends nothing: no PAT/PMT ever arrives
+    proxy = await proxy_factory(emu, **REMUX, **{"hls.remux_start_timeout": 0.5})
+    resp = await proxy.get(f"/live/{H264}.m3u8")
+    assert resp.status == 502
+    assert "no PAT/PMT arrived within" in await resp.text()
+    assert remux(proxy).find(H264) is None  # nobody watches a failed session
+    auto = await playlist(proxy, f"/live/{BFRAMES}.m3u8?mode=auto")
+    assert auto.segments and all(seg.uri.startswith("/hls/") for seg in auto.segments)
+    assert remux(proxy).decision(BFRAMES) is None  # no verdict on the codecs: asked again next time

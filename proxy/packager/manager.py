@@ -105,7 +105,9 @@ class RemuxManager:
             muxer.failed = muxer.failed or f"no PAT/PMT arrived within {timeout:.0f} s"
         if mode == "auto":
             reason = muxer.failed or self._not_for_browsers(muxer)
-            _remember(self._decisions, channel_id, "transcode" if reason else "remux")
+            if muxer.program is not None:
+                # a verdict on the codecs is remembered; a stream that sent no PMT may be fine next time
+                _remember(self._decisions, channel_id, "transcode" if reason else "remux")
             if reason:
                 log.info("channel %d: hls.mode auto chose the transcoder (%s)", channel_id, reason)
                 if muxer.watchers() == 0:
