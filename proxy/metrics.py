@@ -101,6 +101,9 @@ class Metrics:
         self.remux_packaging_seconds = Counter(
             "remux_packaging_seconds", "Time spent packaging (splicing, cutting, storing) incoming packets",
             namespace=ns, registry=r)
+        self.remux_first_segment = Histogram(
+            "remux_first_segment_seconds", "From a packaging session's first byte to its first listed segment",
+            buckets=_START_BUCKETS, namespace=ns, registry=r)
         self.remux_viewers = Gauge(
             "remux_viewers", "HLS viewers of remuxed channels (asked for a playlist within three target "
             "durations); transcode-mode HLS viewers are active_viewers{kind=\"hls\"}", namespace=ns, registry=r)

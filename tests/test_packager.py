@@ -189,8 +189,9 @@ def run_segmenter(data: bytes, target: float, chunk: int = 188 * 70) -> list[Seg
     done: list[Segment] = []
     count = itertools.count()
     segmenter = Segmenter(target=target, max_bytes=1 << 24, done=done.append,
-                          new_segment=lambda wall, ts: Segment(n := next(count), f"abcd0123-{n}.ts",
-                                                               wall_clock=wall, first_timestamp=ts))
+                          new_segment=lambda wall, ts, jump: Segment(n := next(count), f"abcd0123-{n}.ts",
+                                                                     wall_clock=wall, first_timestamp=ts,
+                                                                     discontinuity=jump))
     analyzer = StreamAnalyzer()
     for pos in range(0, len(data), chunk):
         packets = data[pos : pos + chunk]
@@ -205,6 +206,14 @@ def test_video_is_cut_at_the_first_keyframe_at_or_after_the_target(library: Medi
     # the first segment is one GOP (a fast first playlist), then 3 s: 2.5 s rounded up to the GOP
     assert [s.duration for s in segments] == [1.0, 3.0, 3.0, 2.0]
     assert all(s.data()[1:3] == b"\x40\x00" for s in segments)  # PAT first
+    assert not any(s.discontinuity for s in segments)
+
+
+def test_timestamps_that_go_back_are_cut_there_and_marked(library: MediaLibrary) -> None:
+    loop = b"".join(library.source("life").segment(i, 1) for i in range(3))
+    segments = run_segmenter(loop + loop, target=2.0)  # a file played twice: timestamps restart
+    assert [s.duration for s in segments] == [1.0, 2.0, 2.0, 1.0]
+    assert [s.discontinuity for s in segments] == [False, False, True, False]
 
 
 @needs_ffmpeg
@@ -223,8 +232,8 @@ def test_radio_is_cut_on_time_at_audio_pes_starts() -> None:
 
 def test_a_pmt_without_video_or_audio_cannot_be_packaged() -> None:
     segmenter = Segmenter(target=2.0, max_bytes=1 << 20, done=lambda s: None,
-                          new_segment=lambda wall, ts: Segment(0, "abcd0123-0.ts", wall_clock=wall,
-                                                               first_timestamp=ts))
+                          new_segment=lambda wall, ts, jump: Segment(0, "abcd0123-0.ts", wall_clock=wall,
+                                                                     first_timestamp=ts))
     analyzer = StreamAnalyzer()
     analyzer.program = ProgramMap(1, 0x100, (ElementaryStream(0x100, 0x05, "other", ""),))
     segmenter.feed(b"\x47\x1f\xff\x10" + b"\xff" * 184, [], analyzer, 0.0)

@@ -57,7 +57,7 @@ class Muxer:
         self._on_idle = on_idle
         self._next_sequence = first_sequence
         self._first_sequence = first_sequence
-        #: EXT-X-DISCONTINUITY tags before this session: a continued channel starts behind one
+        #: EXT-X-DISCONTINUITY tags of segments that left the window (earlier sessions included)
         self._discontinuity_base = discontinuity_sequence
         self._first_discontinuity = first_sequence > 0
         self._window: list[Segment] = []
@@ -133,12 +133,12 @@ class Muxer:
 
     # -- segments -------------------------------------------------------------------------------------
 
-    def _new_segment(self, wall: float, first_timestamp: int | None) -> Segment:
+    def _new_segment(self, wall: float, first_timestamp: int | None, discontinuity: bool) -> Segment:
         sequence = self._next_sequence
         self._next_sequence += 1
+        opening = self._first_discontinuity and sequence == self._first_sequence
         segment = Segment(sequence, f"{self.session}-{sequence}.ts", wall_clock=wall,
-                          first_timestamp=first_timestamp,
-                          discontinuity=self._first_discontinuity and not self._window)
+                          first_timestamp=first_timestamp, discontinuity=opening or discontinuity)
         self._store.add(self.session, segment)
         return segment
 
@@ -146,9 +146,13 @@ class Muxer:
         segment.uri = segment_uri(self._signer, self.channel_id, segment.name, created=segment.wall_clock,
                                   ttl=self._config.auth.token_ttl)
         self._window.append(segment)
+        leaving = self._window[: -self._hls.window_segments]
+        self._discontinuity_base += sum(1 for s in leaving if s.discontinuity)
         del self._window[: -self._hls.window_segments]
         self._target = max(self._target, target_duration([segment.duration or 0.0], self._hls.segment_duration))
         if self._metrics is not None:
+            if not self._window[:-1] and self.first_byte_at is not None:
+                self._metrics.remux_first_segment.observe(time.monotonic() - self.first_byte_at)
             self._metrics.remux_segments.inc()
             self._metrics.remux_bytes.inc(segment.size)
         self._rebuild()
@@ -171,10 +175,11 @@ class Muxer:
         window = [s for s in self._window if not s.evicted]
         entries = [PlaylistEntry(s.sequence, s.duration or 0.0, s.wall_clock, s.uri, s.discontinuity)
                    for s in window]
-        # the tag opening this session counts once its segment has left the window (RFC 8216bis 4.4.3.3)
-        gone = self._first_discontinuity and bool(window) and window[0].sequence > self._first_sequence
+        # a tag counts in EXT-X-DISCONTINUITY-SEQUENCE once its segment has left the window (RFC 8216bis
+        # 4.4.3.3); evicted segments still listed are skipped, but they have not left the window
         self._playlist = media_playlist(entries, target=self._target, ended=self.ended,
-                                        discontinuity_sequence=self._discontinuity_base + int(gone))
+                                        discontinuity_sequence=self._discontinuity_base
+                                        + sum(1 for s in self._window if s.evicted and s.discontinuity))
 
     @property
     def target(self) -> int:
@@ -188,7 +193,7 @@ class Muxer:
     @property
     def discontinuities(self) -> int:
         """EXT-X-DISCONTINUITY tags issued up to the end of this session."""
-        return self._discontinuity_base + (1 if self._first_discontinuity else 0)
+        return self._discontinuity_base + sum(1 for s in self._window if s.discontinuity)
 
     def _fail(self, reason: str) -> None:
         if self.failed is None:

@@ -27,6 +27,9 @@ __all__ = ["Segmenter", "media_duration", "ticks_between"]
 
 #: a cut due at exactly the target may be a few ticks early from rounding in the source
 _EARLY: Final = 0.005
+#: a cut this far (in target durations, and at least seconds) after the segment start is a timestamp jump
+_JUMP_TARGETS: Final = 10
+_JUMP_SECONDS: Final = 60.0
 
 
 def ticks_between(start: int, end: int) -> int:
@@ -59,7 +62,7 @@ class Segmenter:
     """Turns packets into :class:`Segment` objects made by ``new_segment`` and handed to ``done``."""
 
     def __init__(self, *, target: float, max_bytes: int,
-                 new_segment: Callable[[float, int | None], Segment],
+                 new_segment: Callable[[float, int | None, bool], Segment],
                  done: Callable[[Segment], None]) -> None:
         self._target = target
         self._max_bytes = max_bytes
@@ -87,14 +90,21 @@ class Segmenter:
         pos = 0
         for cut, ts in cuts:
             current = self.current
+            jump = False
             if current is not None:
                 first = ts if current.first_timestamp is None else current.first_timestamp
                 elapsed = ticks_between(first, ts) / CLOCK_HZ
-                if elapsed <= 0 or (not self._first and elapsed < self._target - _EARLY):
+                # timestamps that go back or leap ahead (a broadcaster's splice, a looped file):
+                # cut there and mark the discontinuity; the duration comes from the segment's own bytes
+                jump = elapsed < 0 or elapsed > max(_JUMP_TARGETS * self._target, _JUMP_SECONDS)
+                if not jump and (elapsed == 0 or (not self._first and elapsed < self._target - _EARLY)):
                     continue
                 self._append(current, packets[pos:cut])
+                if jump:
+                    assert self.cut_pid is not None
+                    elapsed = media_duration(current.data(), self.cut_pid)
                 self._close(current, elapsed)
-            self._open(packets, cut, ts, analyzer, wall)
+            self._open(packets, cut, ts, analyzer, wall, jump)
             pos = cut
         if self.current is not None and pos < len(packets):
             self._append(self.current, packets[pos:])
@@ -140,8 +150,9 @@ class Segmenter:
 
     # -- segments
 
-    def _open(self, packets: bytes, cut: int, ts: int, analyzer: StreamAnalyzer, wall: float) -> None:
-        segment = self._new_segment(wall, ts)
+    def _open(self, packets: bytes, cut: int, ts: int, analyzer: StreamAnalyzer, wall: float,
+              discontinuity: bool = False) -> None:
+        segment = self._new_segment(wall, ts, discontinuity)
         if packet_pid(packets, cut) != PAT_PID:
             segment.append(analyzer.header)
         self.current = segment
