@@ -1,18 +1,26 @@
 """One HLS media segment that can be served while it is still being written.
 
 A segment is a list of appended chunks (the packets as they arrived from NextPVR, shared by every
-reader, never copied) with known boundaries, so a later layer can cut LL-HLS parts out of it or
-write it to disk. Readers walk the chunk list and, at its end, wait on the segment's one event,
-which every append (and the end) sets and replaces: a thousand readers of the growing segment cost
-one event, not a thousand queues.
+reader, never copied) with their boundaries kept in ``boundaries``, so a later layer can cut LL-HLS
+parts out of it or write it to disk. When it is complete the chunks are joined once into one
+``bytes``: serving 200 viewers from one buffer in 256 KiB writes ran ~1.6x faster than writing
+each upstream chunk (benchmarks/README.md, "remux"). Readers follow a byte position, not a chunk
+index, so the join (and a same-length rewrite) never disturbs one that is half-way through. At
+the end of the bytes so far they wait on the segment's one event, which every append (and the
+end) sets and replaces: a thousand readers of the growing segment cost one event, not a
+thousand queues.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Final
 
 __all__ = ["Segment", "SegmentGone"]
+
+#: the most a reader is handed at once (what one response write takes)
+READ_PIECE: Final = 256 * 1024
 
 
 class SegmentGone(Exception):
@@ -22,6 +30,7 @@ class SegmentGone(Exception):
 class Segment:
     __slots__ = (
         "_changed",
+        "boundaries",
         "chunks",
         "complete",
         "discontinuity",
@@ -50,6 +59,8 @@ class Segment:
         #: the signed URI every viewer gets, set by the muxer when the segment is listed
         self.uri = ""
         self.chunks: list[bytes] = []
+        #: the end offset of every appended chunk (the boundaries of the upstream reads)
+        self.boundaries: list[int] = []
         self.size = 0
         self.complete = False
         self.evicted = False
@@ -61,6 +72,7 @@ class Segment:
         if data:
             self.chunks.append(data)
             self.size += len(data)
+            self.boundaries.append(self.size)
             self._wake()
 
     def replace(self, data: bytes) -> None:
@@ -72,6 +84,8 @@ class Segment:
     def finish(self, duration: float) -> None:
         self.duration = duration
         self.complete = True
+        if len(self.chunks) > 1:
+            self.chunks = [b"".join(self.chunks)]
         self._wake()
 
     def evict(self) -> None:
@@ -81,25 +95,33 @@ class Segment:
         self._wake()
 
     def data(self) -> bytes:
-        return b"".join(self.chunks)
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
 
     def _wake(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
 
-    async def read(self) -> AsyncIterator[bytes]:
-        """Every chunk from the first, waiting for the ones not yet appended."""
-        index = 0
+    async def read(self) -> AsyncIterator[memoryview]:
+        """Every byte from the first, in pieces of at most :data:`READ_PIECE`, waiting for the ones not
+        yet appended."""
+        pos = 0
         while True:
             if self.evicted:
                 raise SegmentGone(self.name)
-            chunks = self.chunks
-            if index < len(chunks):
-                # a snapshot: appends made while the consumer writes are picked up next round
-                end = len(chunks)
-                for i in range(index, end):
-                    yield chunks[i]
-                index = end
+            if pos < self.size:
+                start = 0
+                for chunk in self.chunks:
+                    end = start + len(chunk)
+                    if pos < end:
+                        view = memoryview(chunk)[pos - start :]
+                        for off in range(0, len(view), READ_PIECE):
+                            piece = view[off : off + READ_PIECE]
+                            pos += len(piece)
+                            yield piece
+                            if self.evicted:
+                                raise SegmentGone(self.name)
+                        break
+                    start = end
                 continue
             if self.complete:
                 return
