@@ -238,3 +238,17 @@ def test_a_pmt_without_video_or_audio_cannot_be_packaged() -> None:
     analyzer.program = ProgramMap(1, 0x100, (ElementaryStream(0x100, 0x05, "other", ""),))
     segmenter.feed(b"\x47\x1f\xff\x10" + b"\xff" * 184, [], analyzer, 0.0)
     assert segmenter.failed == "the channel's PMT lists no video or audio stream"
+
+
+def test_the_remux_options_are_validated() -> None:
+    from proxy.config import ConfigError
+    from tests.conftest import proxy_config
+
+    assert proxy_config("http://127.0.0.1:1").hls.mode == "transcode"  # the test default
+    assert proxy_config("http://127.0.0.1:1", **{"hls.mode": "auto"}).hls.segment_duration == 2.0
+    for key, value, message in (("hls.mode", "fast", "hls.mode: expected one of 'auto', 'remux', 'transcode'"),
+                                ("hls.segment_duration", 0.1, "hls.segment_duration"),
+                                ("hls.window_segments", 1, "hls.window_segments"),
+                                ("hls.remux_total_bytes", "1MiB", "hls.remux_channel_bytes")):
+        with pytest.raises(ConfigError, match=message):
+            proxy_config("http://127.0.0.1:1", **{key: value})

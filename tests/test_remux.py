@@ -280,3 +280,30 @@ async def test_a_stream_without_pmt_is_502_in_remux_and_the_transcoder_in_auto(
     auto = await playlist(proxy, f"/live/{BFRAMES}.m3u8?mode=auto")
     assert auto.segments and all(seg.uri.startswith("/hls/") for seg in auto.segments)
     assert remux(proxy).decision(BFRAMES) is None  # no verdict on the codecs: asked again next time
+
+
+async def test_the_connection_lives_while_anyone_watches_either_way_and_lingers_after_the_last(
+    emulator_factory: EmulatorFactory, proxy_factory: ProxyFactory
+) -> None:
+    emu = await emulator_factory()
+    proxy = await proxy_factory(emu, **REMUX, **{"hls.segment_duration": 1, "ts.linger": 0.5})
+    ts = proxy.server.app[TS_KEY]
+    await playlist(proxy, f"/live/{H264}.m3u8")
+    viewer = await proxy.get(f"/live/{H264}.ts")
+    assert viewer.status == 200
+    assert await viewer.content.readexactly(188 * 100)
+    # the HLS viewer goes quiet: the packager lets go, the TS viewer keeps the one connection
+    async with asyncio.timeout(20):
+        await ts.wait_for(lambda: remux(proxy).find(H264) is None)
+    stream = ts.get(H264)
+    assert stream is not None and not stream.closed and stream.taps == []
+    assert await viewer.content.readexactly(188 * 100)
+    # an HLS viewer comes back: the same connection, a new packaging session on it
+    await playlist(proxy, f"/live/{H264}.m3u8")
+    assert ts.get(H264) is stream and stream.connections == 1
+    viewer.close()
+    async with asyncio.timeout(20):
+        await ts.wait_for(lambda: not stream.viewers)
+    assert not stream.closed  # the packager still watches
+    await emu.state.wait_for(lambda: emu.state.tuners_in_use == 0, seconds=20)  # idle, then the linger
+    assert emu.state.counters.live_opened == 1
