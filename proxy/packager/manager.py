@@ -118,7 +118,7 @@ class RemuxManager:
                 await muxer.ready.wait()
         except TimeoutError:
             muxer.failed = muxer.failed or f"no keyframe to start a segment at within {timeout:.0f} s"
-        if muxer.failed is not None:
+        if muxer.failed is not None and not (muxer.ended and muxer.has_segments):
             failed = muxer.failed
             if muxer.watchers() == 0:
                 self._stop(muxer, linger=False)

@@ -199,6 +199,11 @@ class Muxer:
         if self.failed is None:
             self.failed = reason
             log.warning("channel %d: cannot package the stream: %s", self.channel_id, reason)
+            if self._window:
+                # players of a session that already ran see its end, not a playlist that stops moving
+                self.ended = True
+                self.ended_at = time.monotonic()
+                self._rebuild()
             self.ready.set()
             self.program_known.set()
             self._wake()
