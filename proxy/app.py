@@ -28,6 +28,7 @@ from proxy.keys import (
     HTTP_KEY,
     ICONS_KEY,
     METRICS_KEY,
+    REMUX_KEY,
     SEGMENTS_KEY,
     SIGNER_KEY,
     TRACE_KEY,
@@ -40,10 +41,11 @@ from proxy.lineup.guide import GuideCache
 from proxy.lineup.icons import IconCache
 from proxy.metrics import Metrics
 from proxy.nextpvr.client import NextPVRClient
+from proxy.packager.manager import RemuxManager
 from proxy.recordings.files import RecordingFiles
 from proxy.security import auth_middleware
 from proxy.ts.fanout import LiveTSManager
-from proxy.web import api, hdhr, heads, health, lineup, live_hls, live_ts, page, recordings, status
+from proxy.web import api, hdhr, heads, health, lineup, live_hls, live_remux, live_ts, page, recordings, status
 from proxy.web.middleware import (
     add_cors_headers,
     error_middleware,
@@ -76,6 +78,7 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None,
     health.setup(app)
     heads.setup(app)  # before the GET routes, which would answer HEAD by opening the stream
     live_hls.setup(app)
+    live_remux.setup(app)
     live_ts.setup(app)
     lineup.setup(app)
     hdhr.setup(app)
@@ -115,10 +118,14 @@ async def _streaming(app: web.Application) -> AsyncIterator[None]:
                                      metrics=metrics)
     # computed at scrape time: keeping a running sum would cost work on every chunk
     metrics.ts_buffered_bytes.set_function(lambda: sum(s.buffered_bytes for s in ts.streams()))
+    remux = app[REMUX_KEY] = RemuxManager(config, ts, signer, metrics=metrics)
+    metrics.remux_viewers.set_function(remux.watchers)
+    metrics.remux_store_bytes.set_function(lambda: remux.store.bytes)
     try:
         yield
     finally:
         # give NextPVR its tuners back before the sessions go
+        await remux.close()
         await ts.close()
         await transcodes.close()
         await segments.close()

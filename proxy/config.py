@@ -152,6 +152,21 @@ class HLSConfig:
     #: key-system URI schemes passed to players verbatim in EXT-X-KEY / EXT-X-SESSION-KEY (data: always
     #: passes); a URI of any other scheme becomes the always-403 URL
     passthrough_schemes: tuple[str, ...] = ("skd",)
+    #: who makes live HLS: ``remux`` packages the channel's own MPEG-TS in the proxy (broadcast
+    #: quality, no NextPVR transcoder, one tuner shared with TS viewers), ``transcode`` asks NextPVR's
+    #: transcoder, ``auto`` remuxes H.264/HEVC channels and transcodes the rest (browsers cannot
+    #: decode MPEG-2). ``?mode=`` overrides it per request; ``?profile=`` always means transcode.
+    mode: Literal["auto", "remux", "transcode"] = "auto"
+    #: remux: cut a segment at the first keyframe at or after this long (long GOPs give longer ones)
+    segment_duration: Seconds = 2.0
+    #: remux: segments listed in the live playlist
+    window_segments: int = 6
+    #: remux: segment bytes held for one channel (oldest evicted first)
+    remux_channel_bytes: Bytes = 64 * _MIB
+    #: remux: segment bytes held for all channels together
+    remux_total_bytes: Bytes = 256 * _MIB
+    #: remux: how long the first playlist waits for a PMT and a first segment
+    remux_start_timeout: Seconds = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,8 +177,10 @@ class TSConfig:
     linger: Seconds = 5.0
     #: end the stream when NextPVR sends nothing for this long
     upstream_idle_timeout: Seconds = 10.0
-    #: reconnect once when the upstream connection breaks (not when it ends cleanly)
+    #: reconnect when the upstream connection breaks (not when it ends cleanly)
     reconnect: bool = True
+    #: attempts in a row (0.5 s, 1 s, 2 s, ... apart); a connection that lived a while restores them
+    reconnect_attempts: int = 3
     #: bytes kept from the last keyframe so a new viewer starts on a decodable picture
     keyframe_cache_bytes: Bytes = 8 * _MIB
     #: kernel send buffer of a viewer's socket (0: the OS default, which grows to MBs and hides a
@@ -495,6 +512,16 @@ class _Loader:
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,31}", scheme) or scheme.lower() in ("http", "https"):
                 self.fail(f"hls.passthrough_schemes[{i}]", "expected a URI scheme such as skd (not http or https), "
                           f"got {scheme!r}")
+        if not 0.5 <= cfg.hls.segment_duration <= 30:
+            self.fail("hls.segment_duration", "expected a duration from 0.5 s to 30 s")
+        if not 2 <= cfg.hls.window_segments <= 100:
+            self.fail("hls.window_segments", "expected 2 to 100 segments")
+        if cfg.hls.remux_channel_bytes < 1 * _MIB or cfg.hls.remux_total_bytes < cfg.hls.remux_channel_bytes:
+            self.fail("hls.remux_channel_bytes", "expected at least 1 MiB and at most hls.remux_total_bytes")
+        if cfg.hls.remux_start_timeout <= 0:
+            self.fail("hls.remux_start_timeout", "expected a duration above 0")
+        if cfg.ts.reconnect_attempts < 0:
+            self.fail("ts.reconnect_attempts", "expected 0 or more")
         if cfg.ts.viewer_buffer_bytes < 188 * 64:
             self.fail("ts.viewer_buffer_bytes", "expected at least 12032 bytes (64 TS packets)")
         did = cfg.hdhomerun.device_id

@@ -20,6 +20,7 @@ from proxy.lineup.guide import GuideCache
 from proxy.lineup.icons import IconCache
 from proxy.metrics import Metrics
 from proxy.nextpvr.client import NextPVRClient
+from proxy.packager.manager import RemuxManager
 from proxy.ts.fanout import LiveTSManager
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "HTTP_KEY",
     "ICONS_KEY",
     "METRICS_KEY",
+    "REMUX_KEY",
     "SEGMENTS_KEY",
     "SIGNER_KEY",
     "TRACE_KEY",
@@ -46,6 +48,7 @@ SIGNER_KEY = web.AppKey("signer", TokenSigner)
 SEGMENTS_KEY = web.AppKey("segments", SegmentCache)
 TRANSCODES_KEY = web.AppKey("transcodes", TranscodeManager)
 TS_KEY = web.AppKey("live_ts", LiveTSManager)
+REMUX_KEY = web.AppKey("remux", RemuxManager)
 CHANNELS_KEY = web.AppKey("channels", ChannelDirectory)
 GUIDE_KEY = web.AppKey("guide", GuideCache)
 ICONS_KEY = web.AppKey("icons", IconCache)

@@ -92,6 +92,26 @@ class Metrics:
             "ts_upstream_reconnects", "Live TS upstream connections re-opened after a break",
             namespace=ns, registry=r)
 
+        # -- the remux packager (proxy/packager/)
+        self.remux_segments = Counter(
+            "remux_segments", "HLS segments packaged by the proxy from a channel's own MPEG-TS",
+            namespace=ns, registry=r)
+        self.remux_bytes = Counter(
+            "remux_segment_bytes", "Bytes of the HLS segments packaged by the proxy", namespace=ns, registry=r)
+        self.remux_packaging_seconds = Counter(
+            "remux_packaging_seconds", "Time spent packaging (splicing, cutting, storing) incoming packets",
+            namespace=ns, registry=r)
+        self.remux_first_segment = Histogram(
+            "remux_first_segment_seconds", "From a packaging session's first byte to its first listed segment",
+            buckets=_START_BUCKETS, namespace=ns, registry=r)
+        self.remux_viewers = Gauge(
+            "remux_viewers", "HLS viewers of remuxed channels (asked for a playlist within three target "
+            "durations); transcode-mode HLS viewers are active_viewers{kind=\"hls\"}", namespace=ns, registry=r)
+        self.remux_channels = Gauge(
+            "remux_channels", "Channels being packaged by the proxy", namespace=ns, registry=r)
+        self.remux_store_bytes = Gauge(
+            "remux_store_bytes", "Bytes of packaged segments held in memory", namespace=ns, registry=r)
+
         # -- HLS machinery
         self.cache_hits = Counter(
             "segment_cache_hits", "Segment requests served from the shared cache or a running fetch",

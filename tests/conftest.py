@@ -60,6 +60,8 @@ def proxy_config(base_url: str, **overrides: Any) -> Config:
         "nextpvr": {"base_url": base_url, "pin": TEST_PIN},
         "server": {"host": "127.0.0.1", "port": 0},
         "logging": {"level": "DEBUG"},
+        # the transcode path's tests predate hls.mode (default auto); remux tests set it themselves
+        "hls": {"mode": "transcode"},
     }
     for dotted, value in overrides.items():
         node = raw

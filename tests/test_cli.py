@@ -50,7 +50,8 @@ async def test_demo_starts_and_serves_decodable_live_tv() -> None:
             async with http.get(f"http://127.0.0.1:{port}/live/7181.m3u8") as resp:
                 assert resp.status == 200
                 playlist = await resp.text()
-            segment_path = next(line for line in playlist.splitlines() if line.startswith("/hls/"))
+            # hls.mode auto (the default) remuxes the H.264 channel
+            segment_path = next(line for line in playlist.splitlines() if line.startswith("/remux/"))
             async with http.get(f"http://127.0.0.1:{port}{segment_path}") as resp:
                 assert resp.status == 200
                 segment = await resp.read()

@@ -154,7 +154,8 @@ async def test_recordings_playlist_lists_completed_recordings(
 @needs_ffmpeg
 @pytest.mark.ffmpeg
 async def test_every_stream_url_plays(emulator_factory: EmulatorFactory, proxy_factory: ProxyFactory) -> None:
-    """Every entry of the TS playlist, and one of the HLS playlist, decodes as H.264 + AAC.
+    """Every entry of the TS playlist, and one of the HLS playlist, decodes: H.264 + AAC, and
+    MPEG-2 + AC-3 on the emulator's ATSC-like channel (7186).
 
     The emulator serves a video sample on every channel, the radio channel included, so
     all of them are expected to carry both streams."""
@@ -167,7 +168,8 @@ async def test_every_stream_url_plays(emulator_factory: EmulatorFactory, proxy_f
     async with asyncio.timeout(60):
         results = await asyncio.gather(*probes)
     for url, codecs in zip([*ts_urls, hls_urls[0]], results, strict=True):
-        assert codecs == ["aac", "h264"], url
+        expected = ["ac3", "mpeg2video"] if "/7186." in url else ["aac", "h264"]
+        assert codecs == expected, url
 
 
 async def test_with_api_keys_the_playlists_urls_work_with_the_key_they_carry(

@@ -146,16 +146,27 @@ def test_unknown_source_raises_key_error(library: MediaLibrary) -> None:
 
 @pytest.mark.ffmpeg
 @pytest.mark.parametrize("entry", INDEX["samples"], ids=lambda e: e["name"])
-def test_each_sample_is_one_h264_aac_loop(entry: dict[str, Any]) -> None:
+def test_each_sample_is_one_loop_of_its_codecs(entry: dict[str, Any]) -> None:
     data = (SAMPLES / entry["file"]).read_bytes()
     probe = run_ffprobe(data, "-count_packets", "-show_streams")
     video, audio = probe["streams"]
-    assert [video[k] for k in ("codec_name", "pix_fmt", "width", "height")] == ["h264", "yuv420p", 320, 180]
+    expected_video = [entry["video_codec"], "yuv420p", 320, 180]
+    assert [video[k] for k in ("codec_name", "pix_fmt", "width", "height")] == expected_video
     assert video["r_frame_rate"] == "25/1"
-    audio_fields = ("codec_name", "profile", "sample_rate", "channels")
-    assert [audio[k] for k in audio_fields] == ["aac", "LC", "48000", 2]
-    assert (int(video["nb_read_packets"]), int(audio["nb_read_packets"])) == (200, 375)
+    assert [audio[k] for k in ("codec_name", "sample_rate", "channels")] == [entry["audio_codec"], "48000", 2]
+    if entry["audio_codec"] == "aac":
+        assert audio["profile"] == "LC"
+    assert (int(video["nb_read_packets"]), int(audio["nb_read_packets"])) == (200, entry["audio_frames"])
+    # B-frames show as decode timestamps behind presentation timestamps
+    packets = probe_packets(data)["video"]
+    assert any(p["pts"] != p["dts"] for p in packets) == entry["b_frames"]
     assert decode_errors(data) == ""
+
+
+def test_the_samples_are_broadcast_like() -> None:
+    """B-frames in one H.264 channel, and one MPEG-2 + AC-3 channel for ``hls.mode: auto``."""
+    assert any(e["b_frames"] and e["video_codec"] == "h264" for e in INDEX["samples"])
+    assert any(e["video_codec"] == "mpeg2video" and e["audio_codec"] == "ac3" for e in INDEX["samples"])
 
 
 @pytest.mark.ffmpeg

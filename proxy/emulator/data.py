@@ -64,7 +64,7 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(7183, "KFIV Movies", 5, 0, TV, "kfiv.png", ("Favourites", "Movies"), "XMLTV", 2, "movies"),
     Channel(7184, "Seven Sports", 7, 0, TV, "seven.png", ("Sports",), "XMLTV", 3, "sports"),
     Channel(7185, "Ten Radio", 10, 0, RADIO, "ten.png", ("Radio",), "XMLTV", 1, "radio"),
-    Channel(7186, "Community Access", 12, 0, TV, None, (), "None", 0, "community"),
+    Channel(7186, "Community Access", 12, 0, TV, None, (), "None", 4, "community"),
 )
 ALL_CHANNELS_GROUP = "All Channels"
 GROUPS: tuple[str, ...] = (ALL_CHANNELS_GROUP, "Favourites", "News", "Movies", "Sports", "Radio")

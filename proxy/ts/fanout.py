@@ -13,22 +13,27 @@ viewer begins up to one GOP behind the live edge. A viewer that joins before any
 keyframe was seen waits for the next one, or for a short deadline when the stream has no
 recognisable video (radio), and then starts at a packet boundary after PAT + PMT.
 
-When the last viewer leaves, the upstream stays open for ``linger`` seconds so that
+Besides byte viewers, a stream has *taps*: in-process consumers (the HLS packager,
+``proxy/packager/``) that receive the aligned packets with the analyzer's findings as they
+arrive. A tap counts as a viewer for the linger, so one connection serves TS and HLS viewers.
+
+When the last viewer (or tap) leaves, the upstream stays open for ``linger`` seconds so that
 zapping back does not cost a new tuner. NextPVR ending the stream cleanly, or sending
 nothing for ``upstream_idle_timeout``, ends it for every viewer. A connection that
-*breaks* (reset, truncated chunk) while viewers remain is re-opened once (``reconnect``);
-the viewers continue from the next keyframe of the new connection.
+*breaks* (reset, truncated chunk, NextPVR restarting) while viewers remain is re-opened
+(``reconnect``, up to ``reconnect_attempts`` in a row); the viewers continue from the next
+keyframe of the new connection and taps are told, so the packager can splice its timeline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from proxy.asyncutil import Notifier, SingleFlight
 from proxy.config import TSConfig
@@ -37,93 +42,32 @@ from proxy.media.analyzer import StreamAnalyzer
 from proxy.media.packets import PacketAligner
 from proxy.metrics import Metrics
 from proxy.nextpvr.streams import UpstreamBody
+from proxy.ts.viewer import EndReason, Viewer
 
-__all__ = ["ChannelStream", "LiveTSManager", "Viewer"]
+__all__ = ["ChannelStream", "EndReason", "LiveTSManager", "Tap", "Viewer"]
 
 log = logging.getLogger("proxy.ts")
 
 Opener = Callable[[], Awaitable[UpstreamBody]]
 #: how long a viewer waits for a keyframe before it starts at any packet boundary
 _KEYFRAME_WAIT = 3.0
-#: most bytes handed to one write() call. Only a viewer that lags has more than one chunk queued, and
-#: what its socket cannot take stays in its transport's buffer: 200 slow viewers (1 Mbit/s, MSS 1448)
-#: held ~60 MB more at 256 KiB than at 32 KiB (benchmarks/README.md, "slow viewers")
-_WRITE_BATCH = 32 * 1024
+#: a connection that lived this long restores the reconnect attempts (a break a day is not a loop)
+_RECONNECT_RESET = 30.0
 
 
-class EndReason(enum.Enum):
-    UPSTREAM_ENDED = "upstream ended"
-    UPSTREAM_IDLE = "upstream sent nothing"
-    UPSTREAM_ERROR = "upstream failed"
-    SLOW = "viewer too slow"
-    LEFT = "viewer left"
-    SHUTDOWN = "shutdown"
+class Tap(Protocol):
+    """An in-process consumer of a channel's packets (the HLS packager).
 
+    Called on the reader task; must not block (a tap that falls behind bounds itself)."""
 
-#: endings after which a viewer still receives what is already queued for it
-_DRAIN = frozenset({EndReason.UPSTREAM_ENDED, EndReason.UPSTREAM_IDLE, EndReason.UPSTREAM_ERROR})
+    def on_packets(self, packets: bytes, keyframes: list[int], analyzer: StreamAnalyzer, wall: float) -> None:
+        """Aligned packets; ``keyframes`` are offsets into them; ``wall`` is when they arrived."""
 
+    def on_reconnect(self) -> None:
+        """The upstream broke and a new connection (with its own timestamps) follows."""
 
-class Viewer:
-    """One client's queue. ``next()`` hands out bytes; ``push()`` never blocks."""
-
-    def __init__(self, limit: int, on_overflow: Callable[[Viewer], None]) -> None:
-        self.limit = limit
-        #: set by the handler: drops the client connection (a stalled writer is stuck in drain)
-        self.abort: Callable[[], None] | None = None
-        self.queued = 0
-        self.peak = 0
-        self.sent = 0
-        self.started = False
-        self.joined_at = time.monotonic()
-        self.ended: EndReason | None = None
-        self._queue: deque[bytes] = deque()
-        self._event = asyncio.Event()
-        self._on_overflow = on_overflow
-
-    def push(self, data: bytes) -> None:
-        if self.ended is not None or not data:
-            return
-        # an empty queue takes any single chunk (upstream chunks are at most 64 KiB): a viewer
-        # is slow when data piles up, not when NextPVR sends a burst
-        if self.queued and self.queued + len(data) > self.limit:
-            self.end(EndReason.SLOW)
-            self._on_overflow(self)
-            if self.abort is not None:
-                self.abort()
-            return
-        self._queue.append(data)
-        self.queued += len(data)
-        self.peak = max(self.peak, self.queued)
-        self._event.set()
-
-    def end(self, reason: EndReason) -> None:
-        """Stop this viewer. After a clean upstream end it still drains what it has queued."""
-        if self.ended is None:
-            self.ended = reason
-            if reason not in _DRAIN:
-                self._queue.clear()
-                self.queued = 0
-            self._event.set()
-
-    async def next(self) -> bytes | None:
-        """The next bytes to send, or None when this viewer's stream is over."""
-        while not self._queue:
-            if self.ended is not None:
-                return None
-            self._event.clear()
-            await self._event.wait()
-        if self.ended is not None and self.ended not in _DRAIN:
-            return None
-        parts: list[bytes] = []
-        size = 0
-        while self._queue and size < _WRITE_BATCH:
-            part = self._queue.popleft()
-            parts.append(part)
-            size += len(part)
-        self.queued -= size
-        self.sent += size
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+    def on_end(self, reason: str) -> None:
+        """The stream is over; nothing follows."""
 
 
 class ChannelStream:
@@ -141,6 +85,7 @@ class ChannelStream:
         #: viewers disconnected for falling behind, over the stream's life
         self.slow_disconnects = 0
         self.viewers: set[Viewer] = set()
+        self.taps: list[Tap] = []
         self.connections = 0  # upstream connections opened over the stream's life
         #: bytes received from NextPVR and when the stream opened (the status page's bitrate)
         self.received_bytes = 0
@@ -154,13 +99,16 @@ class ChannelStream:
         self._analyzer = StreamAnalyzer()
         self._gop: deque[bytes] = deque()
         self._gop_bytes = 0
+        self._gop_wall = 0.0
         self._have_keyframe = False
+        self._opened_at = 0.0
 
     # -- life cycle -------------------------------------------------------
     async def open(self) -> None:
         """Open the upstream connection; raises the NextPVR error (no tuner, ...) for the first viewer."""
         self._body = await self._opener()
         self.connections += 1
+        self._opened_at = time.monotonic()
         self._gauge_upstream(+1)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"ts-{self.channel_id}")
 
@@ -172,6 +120,9 @@ class ChannelStream:
             self._linger.cancel()
         for viewer in list(self.viewers):
             viewer.end(reason)
+        for tap in list(self.taps):
+            tap.on_end(reason.value)
+        self.taps.clear()
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -211,14 +162,45 @@ class ChannelStream:
         self.viewers.discard(viewer)
         viewer.end(EndReason.LEFT)
         self._metrics.viewers.labels("ts").dec()
-        if not self.viewers and not self.closed:
+        self._maybe_linger()
+        self._on_change()
+
+    def add_tap(self, tap: Tap) -> None:
+        """Attach ``tap``; it gets the cached GOP at once (a packager starts on a held keyframe)."""
+        if self.closed:
+            raise ServiceUnavailable("this channel's stream just ended; try again")
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        self.taps.append(tap)
+        if self._have_keyframe and self._gop:
+            tap.on_packets(b"".join(self._gop), [0], self._analyzer, self._gop_wall)
+        self._on_change()
+
+    def remove_tap(self, tap: Tap, *, linger: bool = True) -> None:
+        """Detach ``tap``. ``linger=False``: close at once if nobody else watches (the tuner is
+        wanted elsewhere, e.g. by the transcode ``hls.mode: auto`` chose instead)."""
+        if tap not in self.taps:
+            return
+        self.taps.remove(tap)
+        if not linger and not self.viewers and not self.taps and not self.closed:
+            self._closer = asyncio.get_running_loop().create_task(self.close(EndReason.LEFT))
+        else:
+            self._maybe_linger()
+        self._on_change()
+
+    @property
+    def watched(self) -> bool:
+        return bool(self.viewers or self.taps)
+
+    def _maybe_linger(self) -> None:
+        if not self.watched and not self.closed and self._linger is None:
             loop = asyncio.get_running_loop()
             self._linger = loop.call_later(self._config.linger, self._linger_expired)
-        self._on_change()
 
     def _linger_expired(self) -> None:
         self._linger = None
-        if not self.viewers and not self.closed:
+        if not self.watched and not self.closed:
             log.info("channel %d: no viewer for %.0fs, releasing the tuner", self.channel_id,
                      self._config.linger)
             # kept referenced: the loop holds tasks only weakly
@@ -248,7 +230,8 @@ class ChannelStream:
     # -- the reader -------------------------------------------------------
     async def _run(self) -> None:
         reason = EndReason.UPSTREAM_ENDED
-        reconnects_left = 1 if self._config.reconnect else 0
+        attempts = self._config.reconnect_attempts if self._config.reconnect else 0
+        reconnects_left = attempts
         try:
             while True:
                 try:
@@ -260,17 +243,16 @@ class ChannelStream:
                     break
                 except NextPVRError as exc:
                     reason = EndReason.UPSTREAM_ERROR
-                    if reconnects_left <= 0 or not self.viewers:
+                    if time.monotonic() - self._opened_at > _RECONNECT_RESET:
+                        reconnects_left = attempts
+                    if reconnects_left <= 0 or not self.watched:
                         log.warning("channel %d: upstream failed (%s)", self.channel_id, exc.message)
                         break
-                    reconnects_left -= 1
                     log.warning("channel %d: upstream broke (%s); reconnecting", self.channel_id, exc.message)
                     await self._close_body()
-                    try:
-                        await self._reopen()
-                    except ProxyError as reopen_exc:
-                        log.warning("channel %d: reconnect failed (%s)", self.channel_id, reopen_exc.message)
+                    if not await self._reconnect(attempts - reconnects_left):
                         break
+                    reconnects_left -= 1
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -279,9 +261,23 @@ class ChannelStream:
         log.info("channel %d: stream over (%s)", self.channel_id, reason.value)
         await self.close(reason)
 
+    async def _reconnect(self, used: int) -> bool:
+        """Re-open after a break, retrying with a growing pause (NextPVR restarting takes seconds)."""
+        left = max(1, self._config.reconnect_attempts - used)
+        for attempt in range(left):
+            try:
+                await self._reopen()
+                return True
+            except ProxyError as exc:
+                log.warning("channel %d: reconnect failed (%s)", self.channel_id, exc.message)
+                if attempt + 1 < left and self.watched:
+                    await asyncio.sleep(0.5 * 2 ** (used + attempt))
+        return False
+
     async def _reopen(self) -> None:
         self._body = await self._opener()
         self.connections += 1
+        self._opened_at = time.monotonic()
         self._gauge_upstream(+1)
         self._metrics.ts_reconnects.inc()
         # the new connection has its own timestamps: everyone resumes at its first keyframe
@@ -293,6 +289,8 @@ class ChannelStream:
         for viewer in self.viewers:
             viewer.started = False
             viewer.joined_at = time.monotonic()
+        for tap in list(self.taps):
+            tap.on_reconnect()
 
     async def _pump(self) -> None:
         body = self._body
@@ -313,11 +311,15 @@ class ChannelStream:
     def _dispatch(self, packets: bytes) -> None:
         keyframes = self._analyzer.scan(packets)
         limit = self._config.keyframe_cache_bytes
+        wall = time.time()
+        for tap in list(self.taps):
+            tap.on_packets(packets, keyframes, self._analyzer, wall)
         if keyframes:
             last = keyframes[-1]
             self._gop.clear()
             self._gop.append(packets[last:])
             self._gop_bytes = len(packets) - last
+            self._gop_wall = wall
             self._have_keyframe = True
         elif self._have_keyframe:
             self._gop.append(packets)
@@ -368,6 +370,17 @@ class LiveTSManager:
 
     async def join(self, channel_id: int) -> tuple[ChannelStream, Viewer]:
         """Attach a new viewer to ``channel_id``, opening the upstream if needed."""
+        stream = await self.open(channel_id)
+        return stream, stream.add_viewer()
+
+    async def attach(self, channel_id: int, tap: Tap) -> ChannelStream:
+        """Attach an in-process consumer (the packager) to ``channel_id``'s shared stream."""
+        stream = await self.open(channel_id)
+        stream.add_tap(tap)
+        return stream
+
+    async def open(self, channel_id: int) -> ChannelStream:
+        """The running stream of ``channel_id``, opened if needed (single-flight)."""
         if self._closing:
             raise ServiceUnavailable("the proxy is shutting down")
         stream = self._streams.get(channel_id)
@@ -375,7 +388,7 @@ class LiveTSManager:
             if channel_id not in self._starts and len(self._streams) >= self._max_channels:
                 raise ServiceUnavailable("too many live TS channels at once")
             stream = await self._starts.run(channel_id, lambda: self._open(channel_id))
-        return stream, stream.add_viewer()
+        return stream
 
     async def _open(self, channel_id: int) -> ChannelStream:
         stream = ChannelStream(channel_id, self._opener_for(channel_id), self._config,

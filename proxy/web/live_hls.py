@@ -1,8 +1,9 @@
 """Live TV as HLS, and the signed ``/hls/...`` URLs every rewritten playlist points at.
 
-- ``GET /live/{channel_id}.m3u8[?profile=]`` and the Revenge alias
-  ``GET /live.m3u8?channel={channel_id}``: the stitched live playlist of the channel's
-  shared transcode (started on the first request).
+- ``GET /live/{channel_id}.m3u8[?profile=][?mode=]`` and the Revenge alias
+  ``GET /live.m3u8?channel={channel_id}``: the proxy's own remuxed playlist
+  (``live_remux.py``, ``hls.mode: remux|auto``) or the stitched live playlist of the
+  channel's shared transcode (started on the first request).
 - ``GET /hls/{scope}/{token}/{name}``: a segment or child playlist. The token is signed,
   expiring and bound to its scope (``live.<channel>.<profile>`` / ``rec.<id>.<profile>``),
   so a URL from one channel's playlist opens nothing else.
@@ -25,6 +26,7 @@ from proxy.hls.tokens import TokenError
 from proxy.hls.transcode import TranscodeKey, segment_key
 from proxy.hls.urls import BLOCKED_SCOPE, HLS_PREFIX, parse_scope
 from proxy.keys import CHANNELS_KEY, CONFIG_KEY, SEGMENTS_KEY, SIGNER_KEY, TRANSCODES_KEY
+from proxy.web import live_remux
 from proxy.web.params import client_key, parse_channel_id, profile_of
 from proxy.web.relay import PLAYLIST_TYPE, etag_matches, send_entry
 
@@ -73,7 +75,12 @@ async def live_playlist(request: web.Request) -> web.Response:
     else:
         channel_id = parse_channel_id(request.query.get("channel"))
     profile = profile_of(request)
+    mode = live_remux.requested_mode(request)
     await request.app[CHANNELS_KEY].get(channel_id)  # 404 for an unknown channel, before any tuner
+    if mode != "transcode":
+        remuxed = await live_remux.remux_playlist(request, channel_id, mode, client_key(request))
+        if remuxed is not None:
+            return remuxed
     return await serve_transcode_playlist(request, TranscodeKey("channel", channel_id, profile))
 
 

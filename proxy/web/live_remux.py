@@ -1,0 +1,99 @@
+"""Live HLS packaged by the proxy itself (``hls.mode: remux|auto``), and its segment URLs.
+
+- ``/live/{id}.m3u8`` (in ``live_hls.py``) asks :func:`remux_playlist` first unless the mode is
+  ``transcode`` or the request names a ``?profile=``; ``None`` means "use the transcoder".
+- ``GET /remux/remux.{channel}/{token}/{session}-{sequence}.ts``: a segment, sent chunk by chunk
+  while it is still being written. A segment that has left the store is 404; a token for
+  another channel or segment, or an expired one, is 403.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import hdrs, web
+
+from proxy.errors import BadRequest, Forbidden, NotFound
+from proxy.hls.tokens import TokenError
+from proxy.keys import CONFIG_KEY, METRICS_KEY, REMUX_KEY, SIGNER_KEY
+from proxy.packager.manager import Mode
+from proxy.packager.segment import SegmentGone
+from proxy.packager.urls import PREFIX, parse_segment_name, verify_segment
+from proxy.web.relay import PLAYLIST_TYPE, send
+
+__all__ = ["remux_playlist", "requested_mode", "setup"]
+
+_MODES: tuple[Mode, ...] = ("auto", "remux", "transcode")
+#: a live media playlist changes every segment; segments never change (RFC 8216bis 6.2.2)
+_PLAYLIST_CACHE_CONTROL = "no-cache"
+_SEGMENT_CACHE_CONTROL = "public, max-age=3600"
+_TS = "video/mp2t"
+
+
+def requested_mode(request: web.Request) -> Mode:
+    """``?mode=`` or ``hls.mode``; ``?profile=`` always means the transcoder."""
+    value = request.query.get("mode")
+    if value is None:
+        mode: Mode = request.app[CONFIG_KEY].hls.mode
+    elif value in _MODES:
+        mode = _MODES[_MODES.index(value)]
+    else:
+        raise BadRequest(f"mode must be one of {', '.join(_MODES)}", field="mode")
+    if "profile" in request.query:
+        if value == "remux":
+            raise BadRequest("?profile= asks for the transcoder; it cannot be combined with mode=remux",
+                             field="profile")
+        return "transcode"
+    return mode
+
+
+async def remux_playlist(request: web.Request, channel_id: int, mode: Mode, client: object) -> web.Response | None:
+    muxer = await request.app[REMUX_KEY].session(channel_id, mode)
+    if muxer is None:
+        return None
+    body = muxer.playlist(client)
+    return web.Response(body=body, content_type=PLAYLIST_TYPE,
+                        headers={hdrs.CACHE_CONTROL: _PLAYLIST_CACHE_CONTROL})
+
+
+async def remux_segment(request: web.Request) -> web.StreamResponse:
+    scope, token, name = (request.match_info[k] for k in ("scope", "token", "name"))
+    kind, _, channel = scope.partition(".")
+    parsed = parse_segment_name(name)
+    if kind != "remux" or not channel.isdigit() or len(channel) > 10 or parsed is None:
+        raise NotFound("no such segment")
+    try:
+        verify_segment(request.app[SIGNER_KEY], scope, token, name, now=time.time())
+    except TokenError as exc:
+        raise Forbidden(f"This segment URL is not valid ({exc.reason}); reload the playlist.") from None
+    muxer = request.app[REMUX_KEY].find(int(channel))
+    segment = muxer.segment(*parsed) if muxer is not None else None
+    if muxer is None or segment is None:
+        raise NotFound("This segment is no longer available; reload the playlist.")
+    resp = web.StreamResponse(headers={hdrs.CONTENT_TYPE: _TS, hdrs.CACHE_CONTROL: _SEGMENT_CACHE_CONTROL})
+    if segment.complete:
+        resp.content_length = segment.size
+    metrics = request.app.get(METRICS_KEY)
+    muxer.sending += 1
+    try:
+        await resp.prepare(request)
+        if request.method == hdrs.METH_HEAD:
+            return resp
+        try:
+            async for chunk in segment.read():
+                await send(request, resp, chunk)
+                if metrics is not None:
+                    metrics.sent_bytes.labels("hls").inc(len(chunk))
+        except SegmentGone:
+            # evicted mid-send (a very slow reader): the body is cut short, as a broken upstream would
+            if request.transport is not None:
+                request.transport.abort()
+            return resp
+        await resp.write_eof()
+        return resp
+    finally:
+        muxer.sending -= 1
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get(PREFIX + "/{scope}/{token}/{name}", remux_segment)
