@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from proxy.emulator import Emulator
 from proxy.hls.manager import TranscodeManager
 from proxy.keys import TRANSCODES_KEY
-from tests.conftest import EmulatorFactory, ProxyFactory
+from tests.conftest import EmulatorFactory, ProxyFactory, app_of
 
 CHANNEL = 7181
 OTHER = 7183
@@ -25,7 +25,7 @@ def uris(text: str) -> list[str]:
 
 
 def manager(client: TestClient[Any, Any]) -> TranscodeManager:
-    return client.server.app[TRANSCODES_KEY]
+    return app_of(client)[TRANSCODES_KEY]
 
 
 def max_age(cache_control: str) -> int:

@@ -119,7 +119,10 @@ async def test_jellyfin_walks_hdtc_heads_and_transcode_profiles(emulator: Emulat
 async def test_jellyfin_reads_codecs_once_the_codec_memory_knows_them(emulator: Emulator) -> None:
     app = create_app(proxy_config(emulator.url), registry=CollectorRegistry())
     known = {TV[0].oid: ("h264", "aac"), TV[1].oid: ("mpeg2", "ac3")}
-    app[CODECS_KEY] = known.get
+    def codecs(channel_id: int) -> tuple[str, str] | None:
+        return known.get(channel_id)
+
+    app[CODECS_KEY] = codecs
     async with TestClient(TestServer(app)) as client:
         lineup = {e["GuideNumber"]: e for e in await get_json(client, str(client.make_url("/lineup.json")))}
     assert (lineup["4.1"]["VideoCodec"], lineup["4.1"]["AudioCodec"]) == ("H264", "AAC")

@@ -312,7 +312,7 @@ async def test_every_refused_token_gets_its_clear_403(proxy: TestClient[Any, Any
     uri = uris(text)[0]
     scope, token, name = uri.split("/")[2:5]
     assert (await proxy.get(uri)).status == 200  # verified once: now also in the signer's cache
-    signer = proxy.server.app[SIGNER_KEY]
+    signer = app_of(proxy)[SIGNER_KEY]
     target = signer.verify(scope, token, now=time.time())
     raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     raw[len(raw) // 2] ^= 0x10

@@ -126,12 +126,12 @@ async def test_a_reader_gets_chunks_while_the_segment_grows_and_stops_when_evict
     seg = Segment(0, "abcd0123-0.ts", wall_clock=0.0, first_timestamp=0)
     seg.append(b"one")
     reader = seg.read()
-    assert await anext(reader) == b"one"
+    assert bytes(await anext(reader)) == b"one"
     pending = asyncio.ensure_future(anext(reader))
     await asyncio.sleep(0)  # the reader waits on the segment's event
     assert not pending.done()
     seg.append(b"two")
-    assert await pending == b"two"
+    assert bytes(await pending) == b"two"
     seg.finish(1.0)
     assert [c async for c in reader] == []
     gone = Segment(1, "abcd0123-1.ts", wall_clock=0.0, first_timestamp=0)

@@ -17,7 +17,7 @@ from proxy.keys import METRICS_KEY, REMUX_KEY, SIGNER_KEY, TS_KEY
 from proxy.packager.manager import RemuxManager
 from proxy.packager.muxer import Muxer
 from proxy.packager.urls import segment_uri
-from tests.conftest import EmulatorFactory, ProxyFactory
+from tests.conftest import EmulatorFactory, ProxyFactory, app_of
 from tests.players import ffmpeg_decode, needs_ffmpeg, run
 
 H264 = 7181  # testcard: H.264 + AAC, no B-frames
@@ -27,13 +27,13 @@ REMUX = {"hls.mode": "remux"}
 
 
 def remux(client: TestClient[Any, Any]) -> RemuxManager:
-    return client.server.app[REMUX_KEY]
+    return app_of(client)[REMUX_KEY]
 
 
 async def muxer_of(client: TestClient[Any, Any], channel: int, *, segments: int = 1, timeout: float = 30) -> Muxer:
     """The channel's muxer once it has completed ``segments`` segments."""
     async with asyncio.timeout(timeout):
-        await client.server.app[TS_KEY].wait_for(lambda: remux(client).find(channel) is not None)
+        await app_of(client)[TS_KEY].wait_for(lambda: remux(client).find(channel) is not None)
         muxer = remux(client).find(channel)
         assert muxer is not None
         await muxer.wait_for_segments(segments)
@@ -90,9 +90,9 @@ async def test_three_hls_and_two_ts_viewers_share_one_tuner_and_decode_cleanly(
     assert counters.live_opened == 1
     assert counters.transcodes_started == 0
     assert counters.tuner_refusals == 0
-    stream = proxy.server.app[TS_KEY].get(BFRAMES)
+    stream = app_of(proxy)[TS_KEY].get(BFRAMES)
     assert stream is not None and stream.connections == 1
-    metrics = proxy.server.app[METRICS_KEY]
+    metrics = app_of(proxy)[METRICS_KEY]
     assert metrics.tuners_in_use._value.get() == 1
     assert metrics.remux_segments._value.get() >= 8
 
@@ -114,7 +114,7 @@ async def test_ffmpeg_sees_one_stream_across_an_upstream_break_and_a_nextpvr_res
     result = await player
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    stream = proxy.server.app[TS_KEY].get(BFRAMES)
+    stream = app_of(proxy)[TS_KEY].get(BFRAMES)
     assert stream is not None and stream.connections == 3
     assert emu.state.counters.restarts == 1
     assert remux(proxy).find(BFRAMES) is muxer  # one session throughout: no discontinuity
@@ -193,7 +193,7 @@ async def test_viewers_leave_the_tuner_is_released_after_the_linger(
     # no further playlist request: idle after 3 target durations, then the linger
     await emu.state.wait_for(lambda: emu.state.tuners_in_use == 0, seconds=20)
     assert remux(proxy).find(H264) is None
-    assert proxy.server.app[TS_KEY].get(H264) is None
+    assert app_of(proxy)[TS_KEY].get(H264) is None
     # the next session continues the media sequence behind a discontinuity
     listed = await playlist(proxy, f"/live/{H264}.m3u8")
     assert listed.media_sequence >= 1
@@ -242,6 +242,11 @@ async def test_bad_mode_is_400_and_evicted_segments_are_404(
     assert (await proxy.get("/remux/other.7181/AAAA/00000000-1.ts")).status == 404
 
 
+def is_complete(segment: Any) -> bool:
+    """Read again after awaits (mypy would keep the value narrowed by an earlier assert)."""
+    return bool(segment.complete)
+
+
 async def test_a_segment_is_served_while_it_grows(
     emulator_factory: EmulatorFactory, proxy_factory: ProxyFactory
 ) -> None:
@@ -252,14 +257,14 @@ async def test_a_segment_is_served_while_it_grows(
     growing = muxer.segment(muxer.session, muxer.next_sequence - 1)
     assert growing is not None and not growing.complete
     # the URL the playlist will list for it once it is complete
-    uri = segment_uri(proxy.server.app[SIGNER_KEY], H264, growing.name, created=growing.wall_clock,
+    uri = segment_uri(app_of(proxy)[SIGNER_KEY], H264, growing.name, created=growing.wall_clock,
                       ttl=6 * 3600)
     resp = await proxy.get(uri)
     assert resp.status == 200 and "Content-Length" not in resp.headers
     first = await resp.content.readany()
-    assert first and not growing.complete  # bytes arrive before the segment is finished
+    assert first and not is_complete(growing)  # bytes arrive before the segment is finished
     body = first + await resp.read()
-    assert growing.complete and body == growing.data()
+    assert is_complete(growing) and body == growing.data()
 
 
 def test_emulator_channels_cover_the_codecs(emulator: Emulator) -> None:
@@ -287,7 +292,7 @@ async def test_the_connection_lives_while_anyone_watches_either_way_and_lingers_
 ) -> None:
     emu = await emulator_factory()
     proxy = await proxy_factory(emu, **REMUX, **{"hls.segment_duration": 1, "ts.linger": 0.5})
-    ts = proxy.server.app[TS_KEY]
+    ts = app_of(proxy)[TS_KEY]
     await playlist(proxy, f"/live/{H264}.m3u8")
     viewer = await proxy.get(f"/live/{H264}.ts")
     assert viewer.status == 200

@@ -216,9 +216,9 @@ async def test_two_replicas_behind_nginx_share_tuners_cache_segments_and_survive
             reached: Counter[str] = Counter()
             hits = 0
             for uri, upstream, cache, _status in rows:
-                channel = channel_of(uri)
-                if channel is not None and upstream != "-":
-                    home[channel].add(upstream)
+                of = channel_of(uri)
+                if of is not None and upstream != "-":
+                    home[of].add(upstream)
                 if uri.startswith(("/hls/", "/remux/")):
                     if upstream != "-":
                         reached[uri.split("?")[0]] += 1

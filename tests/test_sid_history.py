@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 from proxy.emulator import Emulator
 from proxy.keys import CLIENT_KEY, TRANSCODES_KEY
 from proxy.nextpvr.session import SidHistory
+from tests.conftest import app_of
 
 
 def test_history_is_bounded_ordered_and_versioned() -> None:
@@ -25,13 +26,13 @@ def test_history_is_bounded_ordered_and_versioned() -> None:
 async def test_every_login_of_the_proxy_lands_in_the_pool_history(emulator: Emulator,
                                                                     proxy: TestClient[Any, Any]) -> None:
     assert (await proxy.get("/live/7181.m3u8")).status == 200
-    history = proxy.server.app[CLIENT_KEY].pool.history
+    history = app_of(proxy)[CLIENT_KEY].pool.history
     assert len(history) == 2  # the main session and the transcode's
     emulator.state.expire_sessions()  # the transcode's keep-alive sees code 8 and logs in again
     await emulator.state.wait_for(lambda: len(history) >= 3, seconds=15)
     held = set(history)
     assert len(held) >= 3
     assert held <= set(emulator.state.issued_sids)
-    guard = proxy.server.app[TRANSCODES_KEY].leak_guard()
+    guard = app_of(proxy)[TRANSCODES_KEY].leak_guard()
     assert all(guard.found(sid) for sid in held)
-    assert guard is proxy.server.app[TRANSCODES_KEY].leak_guard()  # rebuilt only for a new sid
+    assert guard is app_of(proxy)[TRANSCODES_KEY].leak_guard()  # rebuilt only for a new sid
