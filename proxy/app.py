@@ -35,6 +35,7 @@ from proxy.keys import (
     TRANSCODES_KEY,
     TS_KEY,
 )
+from proxy.lineup import hdhr as hdhr_lineup
 from proxy.lineup.channels import ChannelDirectory
 from proxy.lineup.groups import ChannelGroups
 from proxy.lineup.guide import GuideCache
@@ -120,6 +121,8 @@ async def _streaming(app: web.Application) -> AsyncIterator[None]:
     metrics.ts_buffered_bytes.set_function(lambda: sum(s.buffered_bytes for s in ts.streams()))
     remux = app[REMUX_KEY] = RemuxManager(config, ts, signer, metrics=metrics)
     metrics.remux_viewers.set_function(remux.watchers)
+    if app.get(hdhr.CODECS_KEY) is hdhr_lineup.no_codecs:  # not replaced by the embedding code (tests)
+        app[hdhr.CODECS_KEY] = remux.codecs  # lineup.json names a channel's codecs once its PMT was seen
     metrics.remux_store_bytes.set_function(lambda: remux.store.bytes)
     try:
         yield

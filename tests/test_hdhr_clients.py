@@ -138,3 +138,18 @@ async def test_emby_walks_discover_lineup_and_tunes_with_duration(emulator: Emul
     assert URL(entry["URL"]).path == "/auto/v5"
     await read_ts(proxy, entry["URL"] + "?duration=7200")
     await stream_released(emulator)
+
+
+async def test_lineup_names_the_codecs_of_a_channel_once_its_pmt_was_seen(emulator: Emulator) -> None:
+    """Wired for real: a remuxed channel's PMT feeds lineup.json (Jellyfin's media info)."""
+    app = create_app(proxy_config(emulator.url, **{"hls.mode": "remux"}), registry=CollectorRegistry())
+    async with TestClient(TestServer(app)) as client:
+        url = str(client.make_url("/lineup.json"))
+        before = {e["GuideNumber"]: e for e in await get_json(client, url)}
+        assert all("VideoCodec" not in e for e in before.values())  # nothing seen yet: nothing claimed
+        resp = await client.get(f"/live/{TV[0].oid}.m3u8")
+        assert resp.status == 200
+        after = {e["GuideNumber"]: e for e in await get_json(client, url)}
+    entry = after[TV[0].formatted_number]
+    assert (entry["VideoCodec"], entry["AudioCodec"]) == ("H264", "AAC")
+    assert "VideoCodec" not in after[TV[1].formatted_number]

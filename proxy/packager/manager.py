@@ -70,6 +70,8 @@ class RemuxManager:
         self._streams: dict[int, ChannelStream] = {}
         self._starting: dict[int, asyncio.Task[Muxer]] = {}
         self._decisions: OrderedDict[int, Mode] = OrderedDict()
+        #: channel -> (video codec, audio codec) from its PMT, for HDHomeRun's lineup.json
+        self._codecs: OrderedDict[int, tuple[str, str]] = OrderedDict()
         #: channel -> (next media sequence, discontinuities so far) of its last session
         self._continuation: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self._closing = False
@@ -81,6 +83,10 @@ class RemuxManager:
 
     def decision(self, channel_id: int) -> Mode | None:
         return self._decisions.get(channel_id)
+
+    def codecs(self, channel_id: int) -> tuple[str, str] | None:
+        """The codecs the channel's PMT named when it was last packaged (None: not seen yet)."""
+        return self._codecs.get(channel_id)
 
     def muxers(self) -> list[Muxer]:
         return list(self._muxers.values())
@@ -103,6 +109,11 @@ class RemuxManager:
                 await muxer.program_known.wait()
         except TimeoutError:
             muxer.failed = muxer.failed or f"no PAT/PMT arrived within {timeout:.0f} s"
+        program = muxer.program
+        if program is not None:
+            video = program.video.codec if program.video is not None else ""
+            audio = program.audio[0].codec if program.audio else ""
+            _remember(self._codecs, channel_id, (video or "", audio or ""))
         if mode == "auto":
             reason = muxer.failed or self._not_for_browsers(muxer)
             if muxer.program is not None:
