@@ -67,6 +67,22 @@ async def test_status_lists_running_streams_by_mode(emulator: Emulator, proxy: T
     assert body["proxy"]["viewers"] == {"transcode": 1, "ts": 1}
 
 
+async def test_status_shows_a_remuxed_channel_once_as_remux(emulator: Emulator, proxy: TestClient[Any, Any]) -> None:
+    channel = 7181  # H.264: the proxy packages it itself
+    playlist = await proxy.get(f"/live/{channel}.m3u8", params={"mode": "remux"})
+    assert playlist.status == 200
+    body = await (await proxy.get("/api/status")).json()
+    rows = [(s["id"], s["mode"]) for s in body["streams"]]
+    assert rows == [(channel, "remux")]  # the TS connection it reads is not listed a second time
+    (row,) = body["streams"]
+    assert row["viewers"] == 1 and row["upstream_bps"] is None or row["upstream_bps"] > 0
+    async with proxy.get(f"/live/{channel}.ts") as ts:
+        await ts.content.readexactly(188 * 10)
+        body = await (await proxy.get("/api/status")).json()
+    assert sorted((s["id"], s["mode"]) for s in body["streams"]) == [(channel, "remux"), (channel, "ts")]
+    assert emulator.state.live_streams_active == 1  # one upstream for both kinds of viewer
+
+
 async def test_nextpvr_down_shows_as_unreachable(proxy_factory: ProxyFactory) -> None:
     proxy = await proxy_factory("http://127.0.0.1:9")
     body = await (await proxy.get("/api/status")).json()

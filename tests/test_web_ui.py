@@ -91,7 +91,10 @@ async def test_guide_shows_programmes_and_details(emulator: Emulator, proxy: Tes
     await first.click()
     dialog = page.locator("#details")
     await dialog.wait_for()
-    assert await page.locator("#details-title").inner_text() == guide.at(CHANNELS[2], time.time()).name
+    on_now = guide.at(CHANNELS[2], time.time())
+    # the page shows "title – episode" when the guide has an episode title
+    shown = on_now.name + (f" – {on_now.subtitle}" if on_now.subtitle else "")
+    assert await page.locator("#details-title").inner_text() == shown
     assert CHANNELS[2].name in await page.locator("#details-when").inner_text()
     assert not await page.locator("#details-record").is_visible()  # no admin key configured
     await page.keyboard.press("Escape")

@@ -29,11 +29,13 @@ from aiohttp import hdrs, web
 from proxy import __version__
 from proxy.errors import ProxyError
 from proxy.hls.manager import TranscodeManager
-from proxy.keys import CLIENT_KEY, TRANSCODES_KEY, TS_KEY
+from proxy.keys import CLIENT_KEY, REMUX_KEY, TRANSCODES_KEY, TS_KEY
 from proxy.nextpvr.client import NextPVRClient
+from proxy.packager.manager import RemuxManager
 from proxy.ts.fanout import LiveTSManager
 
-__all__ = ["STATUS_SOURCES_KEY", "StatusSource", "StreamStatus", "setup", "transcode_source", "ts_source"]
+__all__ = ["STATUS_SOURCES_KEY", "StatusSource", "StreamStatus", "remux_source", "setup", "transcode_source",
+           "ts_source"]
 
 #: NextPVR's answers are reused this long (the page refreshes every few seconds)
 _NEXTPVR_TTL = 2.0
@@ -65,10 +67,26 @@ def ts_source(manager: LiveTSManager) -> StatusSource:
     def streams() -> Iterable[StreamStatus]:
         now = time.monotonic()
         for stream in manager.streams():
-            if stream.closed:
-                continue
+            if stream.closed or (stream.taps and not stream.viewers):
+                continue  # only the packager reads it: shown once, as remux
             age = max(now - stream.opened_at, 1e-3)
             yield StreamStatus(kind="channel", id=stream.channel_id, mode="ts", viewers=len(stream.viewers),
+                               upstream_bps=int(stream.received_bytes * 8 / age) if age >= 1 else None,
+                               uptime=round(now - stream.opened_at, 1))
+
+    return streams
+
+
+def remux_source(remux: RemuxManager, ts: LiveTSManager) -> StatusSource:
+    """Channels the proxy packages itself; their bitrate is the shared TS connection's."""
+    def streams() -> Iterable[StreamStatus]:
+        now = time.monotonic()
+        for muxer in remux.muxers():
+            stream = ts.get(muxer.channel_id)
+            if stream is None or stream.closed:
+                continue
+            age = max(now - stream.opened_at, 1e-3)
+            yield StreamStatus(kind="channel", id=muxer.channel_id, mode="remux", viewers=muxer.watchers(),
                                upstream_bps=int(stream.received_bytes * 8 / age) if age >= 1 else None,
                                uptime=round(now - stream.opened_at, 1))
 
@@ -159,7 +177,8 @@ async def status(request: web.Request) -> web.Response:
 async def _status_ctx(app: web.Application) -> AsyncIterator[None]:
     app[_STARTED_KEY] = time.monotonic()
     probe = app[_NEXTPVR_KEY] = _NextPVRProbe(app[CLIENT_KEY])
-    app[STATUS_SOURCES_KEY].extend([ts_source(app[TS_KEY]), transcode_source(app[TRANSCODES_KEY])])
+    app[STATUS_SOURCES_KEY].extend([ts_source(app[TS_KEY]), remux_source(app[REMUX_KEY], app[TS_KEY]),
+                                    transcode_source(app[TRANSCODES_KEY])])
     yield
     await probe.close()
 
