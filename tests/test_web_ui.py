@@ -92,8 +92,8 @@ async def test_guide_shows_programmes_and_details(emulator: Emulator, proxy: Tes
     dialog = page.locator("#details")
     await dialog.wait_for()
     on_now = guide.at(CHANNELS[2], time.time())
-    # the page shows "title – episode" when the guide has an episode title
-    shown = on_now.name + (f" – {on_now.subtitle}" if on_now.subtitle else "")
+    # the page shows "title, en dash, episode" when the guide has an episode title
+    shown = on_now.name + (f" \u2013 {on_now.subtitle}" if on_now.subtitle else "")
     assert await page.locator("#details-title").inner_text() == shown
     assert CHANNELS[2].name in await page.locator("#details-when").inner_text()
     assert not await page.locator("#details-record").is_visible()  # no admin key configured
