@@ -386,10 +386,14 @@ class ProxyProc:
 
 
 def proxy_config(upstream_port: int, port: int, loop: str, extra: str = "") -> str:
-    # access logs off on both sides (nginx too): the benchmark measures serving, not logging
+    # access logs off on both sides (nginx too): the benchmark measures serving, not logging.
+    # The cases compare the proxy with nginx ``proxy_pass`` of NextPVR's transcode, so HLS goes
+    # through the transcode unless a case asks for another mode (``hls.mode`` defaults to auto,
+    # which would remux and leave the transcode baseline nothing to compare with).
+    hls = "" if "hls:" in extra else "hls:\n  mode: transcode\n"
     return (f"nextpvr:\n  base_url: 'http://127.0.0.1:{upstream_port}'\n  pin: '{PIN}'\n"
             f"server:\n  host: '127.0.0.1'\n  port: {port}\n  event_loop: {loop}\n"
-            f"logging:\n  level: WARNING\n  access_log: false\n{extra}")
+            f"logging:\n  level: WARNING\n  access_log: false\n{hls}{extra}")
 
 
 # -- the whole set-up ------------------------------------------------------------------------------
