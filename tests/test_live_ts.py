@@ -141,14 +141,15 @@ async def test_slow_viewer_is_disconnected_without_hurting_the_other(
         async with asyncio.timeout(5):
             while await reader.read(65536):
                 pass
-        # the fast viewer keeps receiving at the live rate afterwards: 3 s of stream within 3 s / 0.8
+        # the fast viewer keeps receiving afterwards: 3 s of stream within 6 s (a viewer held back by
+        # the stalled one would get nothing; the margin is for a loaded CI machine, not a speed goal)
         reached = asyncio.Event()
         target.append((received + int(live_rate * 3), reached))
         started = time.monotonic()
         async with asyncio.timeout(15):
             await reached.wait()
         elapsed = time.monotonic() - started
-        assert elapsed < 3 / 0.8, f"the fast viewer needed {elapsed:.1f}s for 3 s of stream"
+        assert elapsed < 3 / 0.5, f"the fast viewer needed {elapsed:.1f}s for 3 s of stream"
     finally:
         reading.cancel()
         writer.close()
