@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from proxy.app import create_app
+from proxy.config import ConfigError
 from proxy.emulator import Emulator
 from proxy.keys import METRICS_KEY, TS_KEY
 from proxy.runner import start_site
@@ -154,6 +155,9 @@ async def test_admin_json_ids_with_unicode_digits_are_400(
 async def test_api_key_headers_that_are_not_utf8_are_401(emulator: Emulator, serve: Serve,
                                                          header: bytes) -> None:
     _, address, _ = await serve(emulator.url, **{"auth.api_keys": ["edge-key"], "auth.admin_key": ADMIN})
+    answer = await raw_exchange(address, b"GET /api/channels?api_key=%FF HTTP/1.1\r\nHost: x\r\n"
+                                b"Connection: close\r\n\r\n")
+    assert status_of(answer) == 401, answer[:200]
     for path in (b"/api/channels", b"/playlist.m3u"):
         answer = await raw_exchange(address, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                                     + header + b"\r\n\r\n")
@@ -246,6 +250,20 @@ async def test_connections_beyond_the_bound_are_refused_idle_ones_counted(emulat
     finally:
         for _, w in idle:
             w.close()
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    ({"server.header_timeout": 0}, "server.header_timeout"),
+    ({"server.keepalive_timeout": -1}, "server.keepalive_timeout"),
+    ({"server.max_clients": 10, "server.max_connections": 9}, "server.max_connections"),
+])
+def test_connection_limits_are_validated(overrides: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        proxy_config("http://127.0.0.1:8866", **overrides)
+
+
+def test_the_connection_bound_defaults_to_twice_max_clients() -> None:
+    assert proxy_config("http://127.0.0.1:8866", **{"server.max_clients": 7}).server.connection_limit == 14
 
 
 # -- 3. TS clients that leave at once --------------------------------------------------------
