@@ -31,7 +31,8 @@ log = logging.getLogger("proxy.web")
 
 #: what a connection over the bound gets before it is closed (no request was read: keep it minimal)
 _REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 40\r\n"
-            b"Retry-After: 5\r\nConnection: close\r\n\r\ntoo many connections; try again shortly\n")
+            b"Retry-After: 5\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n"
+            b"too many connections; try again shortly\n")
 #: the end of a request head; a head split across reads is found through the kept tail
 _HEAD_END = b"\r\n\r\n"
 #: refusals are logged at most this often (a flood would otherwise flood the log too)
