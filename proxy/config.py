@@ -123,6 +123,19 @@ class ServerConfig:
     #: requests served at once (streams included); beyond it new requests get 503, so memory
     #: stays bounded at roughly this many viewer buffers
     max_clients: int = 1000
+    #: a connection whose first request line and headers are not complete this long after it
+    #: opened is dropped (slowloris); later requests on it are bounded by keepalive_timeout
+    header_timeout: Seconds = 10.0
+    #: a kept-alive connection idle (or trickling a request head) this long after its last
+    #: response is closed
+    keepalive_timeout: Seconds = 30.0
+    #: open connections, idle keep-alive ones included; beyond it a new connection gets 503 and is
+    #: closed. null: twice max_clients
+    max_connections: int | None = None
+
+    @property
+    def connection_limit(self) -> int:
+        return self.max_connections if self.max_connections is not None else 2 * self.max_clients
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -497,6 +510,12 @@ class _Loader:
             self.fail("server.port", f"expected a port between 0 and 65535, got {cfg.server.port}")
         if cfg.server.max_clients < 1:
             self.fail("server.max_clients", "expected at least 1")
+        if cfg.server.max_connections is not None and cfg.server.max_connections < cfg.server.max_clients:
+            self.fail("server.max_connections", f"expected at least server.max_clients ({cfg.server.max_clients}): "
+                      "every request in flight holds a connection")
+        for key in ("header_timeout", "keepalive_timeout"):
+            if getattr(cfg.server, key) <= 0:
+                self.fail(f"server.{key}", "expected a duration above 0")
         if cfg.nextpvr.max_sessions < 1:
             self.fail("nextpvr.max_sessions", "expected at least 1")
         if cfg.hls.profile not in cfg.hls.profiles:

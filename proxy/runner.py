@@ -21,10 +21,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from proxy.config import Config
+from proxy.keys import CONFIG_KEY
+from proxy.web.connections import ConnectionGuard, GuardedSite
 
 __all__ = ["new_event_loop", "run_forever", "serve"]
 
 log = logging.getLogger("proxy")
+#: keep-alive idle timeout of an app without the proxy's config (aiohttp's own default is an hour)
+_KEEPALIVE = 75.0
 
 
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
@@ -42,11 +46,23 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
 
 async def start_site(app: web.Application, host: str, port: int, *, shutdown_timeout: float,
                      client_max_size: int | None = None) -> tuple[web.AppRunner, int]:
-    """Start ``app`` on host:port; returns the runner and the bound port (port 0 picks one)."""
+    """Start ``app`` on host:port; returns the runner and the bound port (port 0 picks one).
+
+    The proxy's own app (it carries its config) gets the connection limits of ``server.``:
+    the header deadline and connection bound (``proxy/web/connections.py``) and aiohttp's
+    keep-alive idle timeout."""
+    config = app.get(CONFIG_KEY)
+    keepalive = config.server.keepalive_timeout if config is not None else _KEEPALIVE
     runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True,
-                           shutdown_timeout=shutdown_timeout, access_log=None)
+                           shutdown_timeout=shutdown_timeout, access_log=None, keepalive_timeout=keepalive)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site: web.TCPSite
+    if config is not None:
+        guard = ConnectionGuard(header_timeout=config.server.header_timeout,
+                                max_connections=config.server.connection_limit)
+        site = GuardedSite(runner, host, port, guard, reuse_address=True)
+    else:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
     bound = port
     for address in runner.addresses:

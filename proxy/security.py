@@ -94,7 +94,12 @@ def key_matches(presented: str | None, keys: Iterable[str]) -> bool:
     """Constant-time membership test (every key is compared, no early exit)."""
     if presented is None or len(presented) > _MAX_KEY_CHARS:
         return False
-    given = presented.encode()
+    try:
+        # aiohttp decodes header bytes that are not UTF-8 to lone surrogates (``\xff`` -> ``\udcff``),
+        # which ``encode()`` refuses: such a key is simply not one of ours (401, not a 500)
+        given = presented.encode()
+    except UnicodeEncodeError:
+        return False
     found = False
     for key in keys:
         found |= hmac.compare_digest(given, key.encode())

@@ -25,10 +25,15 @@ EXAMPLES = 2500
 
 _text = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=40)
+#: digits str.isdigit() takes but int() may not (``²``) or takes as an alias (Arabic-Indic, fullwidth, ...)
+_unicode_digits = st.one_of(
+    st.sampled_from(["\u00b2", "\u0667\u0661\u0668\u0661", "\uff17\uff11\uff18\uff11", "7\u00b9", "\u2460",
+                     "\u0967\u0968"]),
+    st.text(alphabet=st.characters(categories=["Nd", "No"]), min_size=1, max_size=12))
 _ids = st.one_of(
     st.sampled_from(["7181", "7183", "7186", "1", "0", "-1", "999999999999", "4.1", "", "%00", "..",
                      "7181.ts", "00007181"]),
-    st.integers(-10, 10**12).map(str), _text)
+    st.integers(-10, 10**12).map(str), _text, _unicode_digits)
 _tokens = st.one_of(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
                             max_size=200), _text, st.just("A" * 5000))
 _scopes = st.one_of(st.sampled_from(["live.7181.720p", "rec.1.720p", "blocked", "live.7181.4k",
@@ -135,3 +140,57 @@ async def test_random_requests_never_500_never_leak_never_relay(
         assert sid.encode() not in visible, f"{req['method']} {url} leaked a NextPVR session id"
     base = URL(emu.url)
     assert upstream.origins <= {f"{base.scheme}://{base.host}:{base.port}"}, upstream.origins
+
+
+#: header values as raw bytes: anything but CR and LF (which would end the line), valid UTF-8 or not
+_raw_values = st.one_of(
+    st.sampled_from([b"\xff", b"Bearer \xff", b"\xc3\x28", b"\xed\xa0\x80", b"bytes=0-\xff", b"\x80" * 40]),
+    st.binary(max_size=60).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")))
+_raw_headers = st.sampled_from([b"X-API-Key", b"Authorization", b"Range", b"If-None-Match", b"If-Range",
+                                b"User-Agent", b"X-Forwarded-Host", b"Host", b"Accept-Encoding"])
+_RAW_PATHS = ["/api/channels", "/live/7181.m3u8", "/playlist.m3u", "/recordings/1", "/api/recordings/1",
+              "/icons/7181", "/healthz", "/discover.json", "/lineup.json", "/epg.xml"]
+
+
+@pytest.fixture
+async def keyed_target(emulator_factory: EmulatorFactory) -> AsyncIterator[tuple[str, int, Emulator]]:
+    """The proxy with API keys on (so the key headers are checked) and an admin key."""
+    emu = await emulator_factory(transcode_ready_seconds=0.0, tuners=2, segment_seconds=1)
+    config = proxy_config(emu.url, **{"auth.api_keys": ["fuzz-key"], "auth.admin_key": "fuzz-admin-key",
+                                      "hls.idle_timeout": 2, "logging.access_log": False})
+    server = TestServer(create_app(config, registry=CollectorRegistry()), access_log=None)
+    await server.start_server()
+    try:
+        assert server.port is not None
+        yield "127.0.0.1", server.port, emu
+    finally:
+        await server.close()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(path=st.sampled_from(_RAW_PATHS), method=st.sampled_from([b"GET", b"HEAD", b"DELETE"]),
+       headers=st.lists(st.tuples(_raw_headers, _raw_values), max_size=3))
+async def test_header_bytes_that_are_not_utf8_never_500(
+    path: str, method: bytes, headers: list[tuple[bytes, bytes]],
+    keyed_target: tuple[str, int, Emulator],
+) -> None:
+    """Raw sockets: an HTTP client library would refuse to send most of these bytes."""
+    host, port, emu = keyed_target
+    lines = [method + b" " + path.encode() + b" HTTP/1.1", b"Connection: close"]
+    if not any(name == b"Host" for name, _ in headers):
+        lines.append(b"Host: proxy")
+    lines += [name + b": " + value for name, value in headers]
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
+        async with asyncio.timeout(15):
+            answer = await reader.read(256 * 1024)
+    finally:
+        writer.close()
+    assert answer.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")), answer[:200]  # aiohttp's own 400s say 1.0
+    status = int(answer[9:12])
+    assert status != 500, f"{method!r} {path} {headers!r} -> 500: {answer[:300]!r}"
+    assert TEST_PIN.encode() not in answer
+    for sid in emu.state.issued_sids:
+        assert sid.encode() not in answer

@@ -34,7 +34,7 @@ HLS_PREFIX: Final = "/hls"
 BLOCKED_SCOPE: Final = "blocked"
 # a scope is one path segment: it may not be "." or ".." (clients would collapse it) nor "blocked"
 ANY_SCOPE: Final = re.compile(r"(?!blocked\Z)[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
-_TRANSCODE_SCOPE: Final = re.compile(r"(live|rec)\.(\d{1,10})\.([A-Za-z0-9_-]{1,32})")
+_TRANSCODE_SCOPE: Final = re.compile(r"(live|rec)\.([0-9]{1,10})\.([A-Za-z0-9_-]{1,32})")
 _PREFIXES: Final[dict[TranscodeKind, str]] = {"channel": "live", "recording": "rec"}
 
 

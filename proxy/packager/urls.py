@@ -19,7 +19,7 @@ from proxy.hls.tokens import Target, TokenError, TokenSigner
 __all__ = ["PREFIX", "parse_segment_name", "remux_scope", "segment_uri", "verify_segment"]
 
 PREFIX: Final = "/remux"
-_NAME: Final = re.compile(r"([0-9a-f]{8})-(\d{1,12})\.ts")
+_NAME: Final = re.compile(r"([0-9a-f]{8})-([0-9]{1,12})\.ts")
 _STEP: Final = 3600
 
 

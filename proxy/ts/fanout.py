@@ -19,7 +19,8 @@ arrive. A tap counts as a viewer for the linger, so one connection serves TS and
 
 When the last viewer (or tap) leaves, the upstream stays open for ``linger`` seconds so that
 zapping back does not cost a new tuner. NextPVR ending the stream cleanly, or sending
-nothing for ``upstream_idle_timeout``, ends it for every viewer. A connection that
+nothing (not one whole packet, however many stray bytes) for ``upstream_idle_timeout``, ends it
+for every viewer. A connection that
 *breaks* (reset, truncated chunk, NextPVR restarting) while viewers remain is re-opened
 (``reconnect``, up to ``reconnect_attempts`` in a row); the viewers continue from the next
 keyframe of the new connection and taps are told, so the packager can splice its timeline.
@@ -295,12 +296,20 @@ class ChannelStream:
     async def _pump(self) -> None:
         body = self._body
         assert body is not None
+        # ``sock_read`` only notices silence: an upstream that drips a byte a second resets it forever
+        # and holds its viewers on a 200 with nothing to play. Progress is a whole packet.
+        idle = self._config.upstream_idle_timeout
+        progress = time.monotonic()
         async for chunk in body.iter_chunks():
             self.received_bytes += len(chunk)
             self._metrics.received_bytes.labels("ts").inc(len(chunk))
             packets = self._aligner.feed(chunk)
+            now = time.monotonic()
             if packets:
+                progress = now
                 self._dispatch(packets)
+            elif now - progress > idle:
+                raise NextPVRTimeout(f"NextPVR sent no whole packet in {idle:.0f}s")
             # a burst of buffered upstream data would otherwise be pushed chunk after chunk
             # without the viewers' writers getting a turn, and fill every queue at once
             await asyncio.sleep(0)

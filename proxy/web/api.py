@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hmac
 import json
 import math
 import time
+import unicodedata
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -36,8 +36,8 @@ from proxy.lineup.hdhr import is_hd
 from proxy.lineup.m3u import tvg_id
 from proxy.nextpvr.client import RecordingFilter
 from proxy.nextpvr.models import Channel, Listing, Recording, RecordingStatus
-from proxy.security import presented_key
-from proxy.web.params import parse_channel_id, public_base
+from proxy.security import key_matches, presented_key
+from proxy.web.params import is_ascii_id, parse_channel_id, parse_id, public_base
 
 __all__ = ["MAX_EPG_SPAN", "MAX_GUIDE_SPAN", "setup"]
 
@@ -51,6 +51,8 @@ _DEFAULT_GUIDE_SPAN = 86400
 _MAX_DURATION = 24 * 3600
 _MAX_PADDING = 600
 _MAX_NAME = 200
+#: character categories refused in a recording name: controls, surrogates, line/paragraph separators
+_UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
 _FILTERS: tuple[RecordingFilter, ...] = ("all", "ready", "pending", "recording", "failed", "conflict")
 _SCHEDULE_FIELDS = frozenset({"event_id", "channel_id", "start", "duration", "name", "pre_padding",
                               "post_padding"})
@@ -70,7 +72,7 @@ def require_admin(request: web.Request) -> None:
     supplied = presented_key(request, query=False)
     if not supplied:
         raise AdminKeyRequired("this action needs the admin key")
-    if not hmac.compare_digest(supplied.encode(), admin.encode()):
+    if not key_matches(supplied, [admin]):
         raise AdminKeyRequired("the admin key is wrong")
 
 
@@ -82,6 +84,8 @@ def parse_time(value: object, field: str) -> float:
         seconds = float(value)
     elif isinstance(value, str) and value.strip():
         text = value.strip()
+        if not text.isascii():  # float() and fromisoformat() take other scripts' digits too
+            raise BadRequest(f"{field} must be epoch seconds or an ISO 8601 time (ASCII digits)", field=field)
         try:
             seconds = float(text)
         except ValueError:
@@ -103,7 +107,7 @@ def parse_time(value: object, field: str) -> float:
 def _int(body: dict[str, Any], field: str, *, low: int, high: int) -> int:
     value = body[field]
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and is_ascii_id(value.strip(), 19):
             value = int(value.strip())
         else:
             raise BadRequest(f"{field} must be an integer", field=field)
@@ -113,10 +117,7 @@ def _int(body: dict[str, Any], field: str, *, low: int, high: int) -> int:
 
 
 def _recording_id(request: web.Request) -> int:
-    value = request.match_info["recording_id"]
-    if not value.isdigit() or len(value) > 10:
-        raise BadRequest("recording_id must be a NextPVR recording id (a number)", field="recording_id")
-    return int(value)
+    return parse_id(request.match_info["recording_id"], "recording_id", "a NextPVR recording id")
 
 
 def _iso(epoch: float) -> str:
@@ -305,6 +306,9 @@ async def schedule_recording(request: web.Request) -> web.Response:
         if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME):
             raise BadRequest(f"name must be a non-empty string of at most {_MAX_NAME} characters",
                              field="name")
+        if name is not None and any(unicodedata.category(c) in _UNPRINTABLE for c in name):
+            # NUL, newlines and lone surrogates would reach NextPVR's query string and its database
+            raise BadRequest("name must not contain control characters", field="name")
         await request.app[CHANNELS_KEY].get(channel_id)
         field = "channel_id"
         save = {"channel_id": channel_id, "start": int(start), "duration": duration,

@@ -17,7 +17,7 @@ from aiohttp import hdrs, web
 from proxy.errors import BadRequest
 from proxy.keys import CHANNELS_KEY, CONFIG_KEY
 from proxy.lineup.hdhr import transcode_behaviour
-from proxy.web.live_hls import parse_channel_id
+from proxy.web.params import parse_channel_id, parse_id
 from proxy.web.relay import PLAYLIST_TYPE
 
 __all__ = ["TS_TYPE", "setup"]
@@ -55,6 +55,7 @@ async def live_playlist(request: web.Request) -> web.Response:
 
 async def recording_playlist(request: web.Request) -> web.Response:
     # no NextPVR call: the GET starts a transcode, which a HEAD must not
+    parse_id(request.match_info["recording_id"], "recording_id", "a NextPVR recording id")
     return _head(PLAYLIST_TYPE)
 
 
@@ -70,6 +71,6 @@ def setup(app: web.Application) -> None:
     app.router.add_route("HEAD", "/live", live_ts)
     app.router.add_route("HEAD", "/live/{channel_id}.m3u8", live_playlist)
     app.router.add_route("HEAD", "/live.m3u8", live_playlist)
-    app.router.add_route("HEAD", r"/recordings/{recording_id:\d{1,10}}.m3u8", recording_playlist)
+    app.router.add_route("HEAD", "/recordings/{recording_id}.m3u8", recording_playlist)
     if app[CONFIG_KEY].hdhomerun.enabled:
         app.router.add_route("HEAD", r"/auto/v{number:[0-9]{1,6}(?:\.[0-9]{1,6})?}", auto_tune)

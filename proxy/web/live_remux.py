@@ -19,6 +19,7 @@ from proxy.keys import CONFIG_KEY, METRICS_KEY, REMUX_KEY, SIGNER_KEY
 from proxy.packager.manager import Mode
 from proxy.packager.segment import SegmentGone
 from proxy.packager.urls import PREFIX, parse_segment_name, verify_segment
+from proxy.web.params import is_ascii_id
 from proxy.web.relay import PLAYLIST_TYPE, send
 
 __all__ = ["remux_playlist", "requested_mode", "setup"]
@@ -60,7 +61,7 @@ async def remux_segment(request: web.Request) -> web.StreamResponse:
     scope, token, name = (request.match_info[k] for k in ("scope", "token", "name"))
     kind, _, channel = scope.partition(".")
     parsed = parse_segment_name(name)
-    if kind != "remux" or not channel.isdigit() or len(channel) > 10 or parsed is None:
+    if kind != "remux" or not is_ascii_id(channel) or parsed is None:
         raise NotFound("no such segment")
     try:
         verify_segment(request.app[SIGNER_KEY], scope, token, name, now=time.time())

@@ -13,10 +13,11 @@ from collections.abc import Callable
 
 from aiohttp import hdrs, web
 
+from proxy.errors import NextPVRTimeout, NextPVRUnreachable, ProxyError, ServiceUnavailable
 from proxy.keys import CHANNELS_KEY, CONFIG_KEY, METRICS_KEY, TS_KEY
 from proxy.nextpvr.client import NextPVRClient
 from proxy.nextpvr.streams import UpstreamBody
-from proxy.ts.fanout import Opener
+from proxy.ts.fanout import EndReason, Opener
 from proxy.web.params import parse_channel_id
 from proxy.web.relay import send
 
@@ -57,20 +58,32 @@ async def serve_live_ts(request: web.Request, channel_id: int) -> web.StreamResp
         limit_send_buffer(transport, request.app[CONFIG_KEY].ts.socket_send_buffer)
     try:
         resp = web.StreamResponse(headers=_HEADERS)
-        await resp.prepare(request)
         if request.method == hdrs.METH_HEAD:
+            await resp.prepare(request)
             return resp
-        while True:
-            data = await viewer.next()
-            if data is None:
-                break
+        # the status waits for the first bytes: a stream that ends (or never starts) before any
+        # video gets a clear error instead of a 200 with an empty body
+        data = await viewer.next()
+        if data is None:
+            raise _no_video(viewer.ended)
+        await resp.prepare(request)
+        while data is not None:
             await send(request, resp, data)
             metrics.sent_bytes.labels("ts").inc(len(data))
+            data = await viewer.next()
         with contextlib.suppress(ConnectionError):
             await resp.write_eof()
         return resp
     finally:
         stream.remove_viewer(viewer)
+
+
+def _no_video(reason: EndReason | None) -> ProxyError:
+    if reason is EndReason.UPSTREAM_IDLE:
+        return NextPVRTimeout("NextPVR sent no video for this channel in time")
+    if reason is EndReason.SHUTDOWN:
+        return ServiceUnavailable("the proxy is shutting down")
+    return NextPVRUnreachable("the stream from NextPVR ended before any video arrived")
 
 
 async def live_ts(request: web.Request) -> web.StreamResponse:

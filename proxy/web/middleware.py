@@ -4,9 +4,12 @@
   on (plain text, or JSON under ``/api/``) and anything unexpected into a 500 that is
   logged once with its traceback. Cancellation (client gone, shutdown) is re-raised.
 - ``observe_middleware`` writes the access log line and the request metrics, labelled by
-  route template, never by raw path.
+  route template, never by raw path. A client that left mid-response counts as 499 (nginx's
+  "client closed request"), not as a 5xx.
 - ``add_cors_headers`` runs on *every* prepared response, streaming ones and errors
-  included: hls.js in a browser on another origin needs ``Access-Control-Allow-Origin``.
+  included: hls.js in a browser on another origin needs ``Access-Control-Allow-Origin``. It
+  also sets ``X-Content-Type-Options: nosniff`` everywhere, so a browser never runs a relayed
+  body as a page or script whatever it looks like.
 """
 
 from __future__ import annotations
@@ -100,8 +103,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(request, exc)
     except web.HTTPException:
         raise
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
+    except (asyncio.CancelledError, ConnectionError):
+        raise  # the client left: observe_middleware counts it as 499
     except Exception:
         log.exception("unexpected error in %s %s", request.method, route_template(request))
         if request.path.startswith("/api/"):
@@ -123,6 +126,15 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     except asyncio.CancelledError:
         status = 499  # nginx's "client closed request"
         raise
+    except ConnectionError:
+        # the client went away mid-response (reset during prepare or a write, or cut off by the
+        # send timeout). Raised on, aiohttp would log a traceback at ERROR for every zapping viewer;
+        # answered here, aiohttp's attempt to send this response fails quietly on the dead socket.
+        status = 499
+        log.debug("%s %s: the client went away", request.method, route_template(request))
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=499)
     finally:
         elapsed = time.perf_counter() - start
         route = route_template(request)
@@ -139,6 +151,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["X-Content-Type-Options"] = "nosniff"
     for key, value in _CORS.items():
         response.headers.setdefault(key, value)
     if request.method == hdrs.METH_OPTIONS:

@@ -15,15 +15,27 @@ from aiohttp import hdrs, web
 from proxy.errors import BadRequest
 from proxy.keys import CONFIG_KEY
 
-__all__ = ["api_key_query", "client_key", "parse_channel_id", "profile_of", "public_base"]
+__all__ = ["api_key_query", "client_key", "is_ascii_id", "parse_channel_id", "parse_id", "profile_of",
+           "public_base"]
 
 _HOST = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 
 
-def parse_channel_id(value: str | None, field: str = "channel") -> int:
-    if value is None or not value.isdigit() or len(value) > 10:
-        raise BadRequest(f"{field} must be a NextPVR channel id (a number)", field=field)
+def is_ascii_id(value: str, max_digits: int = 10) -> bool:
+    """1 to ``max_digits`` ASCII digits. ``str.isdigit()`` alone also takes ``²`` (which ``int()``
+    refuses: a 500) and Arabic-Indic digits (which ``int()`` takes: an alias of an ASCII id)."""
+    return 0 < len(value) <= max_digits and value.isascii() and value.isdigit()
+
+
+def parse_id(value: str | None, field: str, what: str) -> int:
+    """An id from a path or query: ASCII digits only, else a 400 naming ``field``."""
+    if value is None or not is_ascii_id(value):
+        raise BadRequest(f"{field} must be {what} (a number)", field=field)
     return int(value)
+
+
+def parse_channel_id(value: str | None, field: str = "channel") -> int:
+    return parse_id(value, field, "a NextPVR channel id")
 
 
 def client_key(request: web.Request) -> Hashable:

@@ -39,7 +39,7 @@ from proxy.recordings.files import RecordingFiles
 from proxy.recordings.ranges import parse_range
 from proxy.web.live_hls import serve_transcode_playlist
 from proxy.web.local_file import TS_TYPE, send_local_file
-from proxy.web.params import profile_of
+from proxy.web.params import parse_id, profile_of
 from proxy.web.relay import relay_upstream
 
 __all__ = ["RECORDINGS_KEY", "RecordingLookup", "Recordings", "setup", "upstream_range"]
@@ -81,8 +81,7 @@ RECORDINGS_KEY = web.AppKey("recordings", Recordings)
 
 
 def _recording_id(request: web.Request) -> int:
-    # the route only matches 1-10 digits
-    return int(request.match_info["recording_id"])
+    return parse_id(request.match_info["recording_id"], "recording_id", "a NextPVR recording id")
 
 
 async def _find(request: web.Request, recording_id: int) -> Recording:
@@ -154,5 +153,5 @@ async def recording_playlist(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get(r"/recordings/{recording_id:\d{1,10}}.m3u8", recording_playlist)
-    app.router.add_get(r"/recordings/{recording_id:\d{1,10}}", recording_stream)
+    app.router.add_get("/recordings/{recording_id}.m3u8", recording_playlist)
+    app.router.add_get("/recordings/{recording_id}", recording_stream)

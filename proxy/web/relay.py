@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import posixpath
+import re
 import weakref
 from collections.abc import Iterator
 
@@ -28,10 +29,26 @@ __all__ = ["RELAY_CHUNK", "content_type_for", "etag_matches", "relay_upstream", 
 log = logging.getLogger("proxy.relay")
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+#: every extension a proxy URL can end in (``proxy.hls.tokens.file_name`` keeps only these) has its
+#: type here, so the upstream's Content-Type matters only for names without one
 _BY_EXTENSION = {
     ".m3u8": PLAYLIST_TYPE,
     ".m3u": PLAYLIST_TYPE,
     ".ts": "video/mp2t",
+    ".mts": "video/mp2t",
+    ".m2ts": "video/mp2t",
+    ".fmp4": "video/mp4",
+    ".cmfv": "video/mp4",
+    ".mp4v": "video/mp4",
+    ".cmfa": "audio/mp4",
+    ".mp4a": "audio/mp4",
+    ".cmft": "application/mp4",
+    ".eac3": "audio/eac3",
+    ".ttml": "application/ttml+xml",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".json": "application/json",
     ".mp4": "video/mp4",
     ".m4s": "video/mp4",
     ".m4v": "video/mp4",
@@ -43,7 +60,6 @@ _BY_EXTENSION = {
     ".vtt": "text/vtt",
     ".webvtt": "text/vtt",
     ".key": "application/octet-stream",
-    ".json": "application/json",
 }
 #: read size for relayed upstream bodies: asyncio receives up to 256 KiB at a time, and a 64 KiB read
 #: of that is a copy (a slice) plus a write, a send() and a timeout each; 256 KiB relayed a 4 MB
@@ -56,14 +72,22 @@ SLOW_PIECE = 32 * 1024
 _PASS_HEADERS = (hdrs.CONTENT_RANGE, hdrs.ACCEPT_RANGES, hdrs.LAST_MODIFIED, hdrs.ETAG)
 
 
+#: upstream types passed on for a name whose extension says nothing: media, playlists, captions
+#: and keys only. Anything else (``text/html``, scripts, images) would let a hostile or broken
+#: upstream serve a page from the proxy's origin, so it becomes application/octet-stream.
+_MEDIA_TYPES = frozenset(_BY_EXTENSION.values()) | {
+    "application/mp4", "application/x-mpegurl", "audio/mpegurl", "audio/x-mpegurl"}
+_MEDIA_MAJOR = re.compile(r"(?:video|audio)/[a-z0-9][a-z0-9.+-]{0,63}")
+
+
 def content_type_for(name: str, upstream: str | None) -> str:
-    """The type by file extension, else upstream's when it is a sane media type."""
+    """The type by file extension, else upstream's when it is a media type (never a page)."""
     ext = posixpath.splitext(name)[1].lower()
     if ext in _BY_EXTENSION:
         return _BY_EXTENSION[ext]
     if upstream:
         main = upstream.split(";", 1)[0].strip().lower()
-        if main.count("/") == 1 and main.split("/")[0] in ("video", "audio", "application", "text"):
+        if main in _MEDIA_TYPES or _MEDIA_MAJOR.fullmatch(main):
             return main
     return "application/octet-stream"
 
