@@ -17,13 +17,14 @@ import m3u8  # test oracle: parses what the proxy served
 import pytest
 from aiohttp.test_utils import TestClient
 
+from proxy.config import ConfigError
 from proxy.emulator.data import CHANNELS
 from proxy.keys import TS_KEY
 from proxy.packager.muxer import Muxer
 from proxy.packager.programmes import DATERANGE_CLASS, Programme, daterange_tags, programme_start
 from proxy.packager.segment import Segment
 from proxy.packager.timeshift import TimeshiftStore
-from tests.conftest import EmulatorFactory, ProxyFactory, app_config, app_of
+from tests.conftest import EmulatorFactory, ProxyFactory, app_config, app_of, proxy_config
 from tests.players import needs_ffmpeg, run
 from tests.test_remux import BFRAMES, H264, muxer_of, remux
 
@@ -343,3 +344,18 @@ def test_programme_start_and_marks_follow_the_segments_media_time() -> None:
     assert daterange_tags(3, [Programme(8, "x", 900.0, 1003.5), inside], entries) == [
         '#EXT-X-DATERANGE:ID="programme-3-7-1003",CLASS="org.nextpvr-hls-proxy.programme",'
         'START-DATE="1970-01-01T00:16:43.500Z",DURATION=96.500,X-TITLE="A \'b\' c"']
+
+
+def test_the_timeshift_keys_are_validated() -> None:
+    config = proxy_config("http://127.0.0.1:1", **{"hls.timeshift": "2h", "hls.timeshift_max_bytes": "4GiB"})
+    assert (config.hls.timeshift, config.hls.timeshift_max_bytes) == (7200.0, 4 * 2**30)
+    assert config.hls.timeshift_total_bytes == 8 * 2**30 and config.hls.timeshift_dir is None
+    assert proxy_config("http://127.0.0.1:1").hls.timeshift == 0
+    for key, value, expected in [("hls.timeshift", "5s", "from 4 segments"), ("hls.timeshift", "ten", "a duration"),
+                                 ("hls.timeshift", "169h", "to 7 days"),
+                                 ("hls.timeshift_max_bytes", "1KiB", "at least 1 MiB"),
+                                 ("hls.timeshift_max_bytes", "9GiB", "at most hls.timeshift_total_bytes"),
+                                 ("hls.timeshift_dir", " ", "a folder path")]:
+        with pytest.raises(ConfigError, match=expected) as caught:
+            proxy_config("http://127.0.0.1:1", **{key: value})
+        assert key in str(caught.value)
