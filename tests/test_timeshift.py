@@ -16,6 +16,7 @@ from typing import Any
 import m3u8  # test oracle: parses what the proxy served
 import pytest
 from aiohttp.test_utils import TestClient
+from playwright.async_api import Page
 
 from proxy.config import ConfigError
 from proxy.emulator.data import CHANNELS
@@ -24,6 +25,7 @@ from proxy.packager.muxer import Muxer
 from proxy.packager.programmes import DATERANGE_CLASS, Programme, daterange_tags, programme_start
 from proxy.packager.segment import Segment
 from proxy.packager.timeshift import TimeshiftStore
+from tests.browser import browser_fixture, page_fixture, page_watch_fixture  # noqa: F401
 from tests.conftest import EmulatorFactory, ProxyFactory, app_config, app_of, proxy_config
 from tests.players import needs_ffmpeg, run
 from tests.test_remux import BFRAMES, H264, muxer_of, remux
@@ -359,3 +361,36 @@ def test_the_timeshift_keys_are_validated() -> None:
         with pytest.raises(ConfigError, match=expected) as caught:
             proxy_config("http://127.0.0.1:1", **{key: value})
         assert key in str(caught.value)
+
+
+# -- the web page: "Start over" in real Chromium with hls.js ----------------------------------------------
+
+
+async def test_the_players_start_over_button_begins_at_the_programme_start(
+    emulator_factory: EmulatorFactory, proxy_factory: ProxyFactory, tmp_path: Path, page: Page
+) -> None:
+    emu = await emulator_factory()
+    channel = CHANNELS[0]
+    now = int(time.time())
+    emu.state.guide.pin(channel, [("Before", now - 3600, now + 4), ("Now On", now + 4, now + 3600)])
+    proxy = await proxy_factory(emu, **timeshift_config(tmp_path, "10m"))
+    path = f"/live/{channel.oid}.m3u8"
+    assert (await proxy.get(path)).status == 200
+    muxer = await muxer_of(proxy, channel.oid)
+    async with asyncio.timeout(90):  # 12 segments in real time: the programme began ~20 s before the end
+        await watch(proxy, muxer, path, 12)
+    await page.goto(str(proxy.make_url("/#channels")))
+    await page.wait_for_function("document.body.dataset.loaded === 'channels'", timeout=20_000)
+    await page.click(f"button.play[data-channel='{channel.oid}']")
+    playing = "(() => { const v = document.getElementById('video'); return !v.paused && v.readyState >= 3; })()"
+    behind = "(() => { const v = document.getElementById('video'); return v.seekable.end(0) - v.currentTime; })()"
+    await page.wait_for_function(playing, timeout=45_000)
+    live_lag = await page.evaluate(behind)
+    button = page.locator("#player-startover")
+    assert await button.is_visible()
+    async with page.expect_request(lambda r: "start=programme" in r.url):
+        await button.click()
+    await page.wait_for_function(playing, timeout=45_000)
+    # hls.js followed EXT-X-START: playback sits at the programme's start, far behind the live edge
+    assert await page.evaluate(behind) > live_lag + 8
+    assert not await button.is_visible()
