@@ -114,6 +114,10 @@ class ProgrammeTracker:
             log.info("channel %d: no guide for start-over marks (%s); retrying", self.channel_id, exc.message)
             self._fetched.set()
             return _RETRY
+        except Exception:  # the marks are an extra: never let a surprise end the refreshes
+            log.exception("channel %d: reading the guide for start-over marks failed; retrying", self.channel_id)
+            self._fetched.set()
+            return _RETRY
         wanted = sorted((p for p in found if p.end > now - self._lookback and p.end > p.start),
                         key=lambda p: p.start)[:_MAX_PROGRAMMES]
         programmes = tuple(Programme(p.id, p.title, float(p.start), float(p.end)) for p in wanted)
