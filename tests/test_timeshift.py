@@ -341,6 +341,10 @@ def test_programme_start_and_marks_follow_the_segments_media_time() -> None:
     inside = Programme(7, 'A "b"\nc', 1003.5, 1100.0)
     point = programme_start(inside, entries)
     assert point.held and point.offset == pytest.approx(10.0 - 3.5)
+    recent = programme_start(Programme(9, "y", 1009.0, 1100.0), entries, hold_back=6.0)
+    assert recent.held and recent.offset == pytest.approx(6.0)  # not within 3 target durations of the end
+    assert programme_start(inside, entries, hold_back=6.0).offset == pytest.approx(6.5)
+    assert programme_start(inside, entries[:2], hold_back=6.0).offset == pytest.approx(4.0)  # at most the whole
     before = programme_start(Programme(8, "x", 900.0, 1003.5), entries)
     assert not before.held and before.offset == pytest.approx(10.0)
     assert daterange_tags(3, [Programme(8, "x", 900.0, 1003.5), inside], entries) == [

@@ -262,7 +262,9 @@ class Muxer:
         """The playlist with ``EXT-X-START`` at the current programme's start, built once per rebuild."""
         if self._start_playlist is None:
             current = self._programmes.current() if self._programmes is not None else None
-            self._start_point = programme_start(current, self._listed)
+            # RFC 8216bis 4.4.2.2: a live playlist's start SHOULD NOT be within three target durations of its end
+            self._start_point = programme_start(current, self._listed,
+                                                hold_back=0.0 if self.ended else 3.0 * self._target)
             self._start_playlist = media_playlist(
                 self._listed, target=self._target, ended=self.ended,
                 discontinuity_sequence=self._discontinuity_listed,

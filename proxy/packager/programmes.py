@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -180,11 +181,18 @@ def daterange_tags(channel_id: int, programmes: Sequence[Programme], entries: Se
     return tags
 
 
-def programme_start(current: Programme | None, entries: Sequence[_Timed]) -> StartPoint:
-    """Where the current programme begins in the listed segments, as an offset from the end.
+def programme_start(current: Programme | None, entries: Sequence[_Timed], *, hold_back: float = 0.0) -> StartPoint:
+    """Where the current programme begins in the listed segments, as an offset from the end (at
+    least ``hold_back``: a programme that began moments ago starts that far from the end).
 
     Positions follow the segments' EXTINF (media time): the wall clock of a segment's first byte
     (its PDT) places the programme's start inside that segment."""
+    point = _programme_start(current, entries)
+    total = sum(e.duration for e in entries)
+    return dataclasses.replace(point, offset=max(point.offset, min(hold_back, total)))
+
+
+def _programme_start(current: Programme | None, entries: Sequence[_Timed]) -> StartPoint:
     total = sum(e.duration for e in entries)
     if current is None or not entries:
         return StartPoint(total, False, current)
