@@ -473,15 +473,19 @@ def proxy_source(spec: str | Path, tmp: Path) -> Path:
 
 
 @contextlib.contextmanager
-def workspace(*, keep: bool = False, proxy_src: str | Path = ROOT) -> Iterator[Workspace]:
-    """Build everything in a temporary directory; tear it all down (processes, files) on exit."""
+def workspace(*, keep: bool = False, proxy_src: str | Path = ROOT, live_loops: int = 4,
+              live_speed: float = 1.0) -> Iterator[Workspace]:
+    """Build everything in a temporary directory; tear it all down (processes, files) on exit.
+
+    ``live_loops`` (20 s each) sets how long the live channel runs before it ends; ``live_speed``
+    sends it that many times faster than its bitrate (the timeshift case fills 10 minutes in one)."""
     with contextlib.ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="nextpvr-bench-"))
         if not keep:
             stack.callback(shutil.rmtree, tmp, True)
         # nginx workers may run as another user: let them read the media
         os.chmod(tmp, 0o755)
-        media = make_media(tmp / "media")
+        media = make_media(tmp / "media", loops=live_loops)
         for path in [tmp / "media", *(tmp / "media").rglob("*")]:
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
         static = tmp / "static"
@@ -499,7 +503,7 @@ def workspace(*, keep: bool = False, proxy_src: str | Path = ROOT) -> Iterator[W
 
         upstream = start_nginx("upstream", "upstream.conf", tmp, {
             "MEDIA": str(media.root), "EMULATOR_PORT": str(emulator_port),
-            "CHANNEL_RATE": str(media.channel_rate)})
+            "CHANNEL_RATE": str(int(media.channel_rate * live_speed))})
         stack.callback(upstream.proc.stop)
         baseline = start_nginx("baseline", "baseline.conf", tmp, {
             "UPSTREAM_PORT": str(upstream.port), "STATIC": str(static)})

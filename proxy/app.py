@@ -10,6 +10,7 @@ The ``web/*`` modules only add routes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -43,6 +44,7 @@ from proxy.lineup.icons import IconCache
 from proxy.metrics import Metrics
 from proxy.nextpvr.client import NextPVRClient
 from proxy.packager.manager import RemuxManager
+from proxy.packager.timeshift import TimeshiftStore, default_root
 from proxy.recordings.files import RecordingFiles
 from proxy.security import auth_middleware
 from proxy.ts.fanout import LiveTSManager
@@ -119,7 +121,14 @@ async def _streaming(app: web.Application) -> AsyncIterator[None]:
                                      metrics=metrics)
     # computed at scrape time: keeping a running sum would cost work on every chunk
     metrics.ts_buffered_bytes.set_function(lambda: sum(s.buffered_bytes for s in ts.streams()))
-    remux = app[REMUX_KEY] = RemuxManager(config, ts, signer, metrics=metrics)
+    timeshift = None
+    if config.hls.timeshift > 0:
+        root = Path(config.hls.timeshift_dir) if config.hls.timeshift_dir else default_root()
+        timeshift = TimeshiftStore(root, window=config.hls.timeshift, channel_bytes=config.hls.timeshift_max_bytes,
+                                   total_bytes=config.hls.timeshift_total_bytes)
+        await timeshift.start()
+    remux = app[REMUX_KEY] = RemuxManager(config, ts, signer, metrics=metrics, timeshift=timeshift,
+                                          listings=client.channel_listings)
     metrics.remux_viewers.set_function(remux.watchers)
     if app.get(hdhr.CODECS_KEY) is hdhr_lineup.no_codecs:  # not replaced by the embedding code (tests)
         app[hdhr.CODECS_KEY] = remux.codecs  # lineup.json names a channel's codecs once its PMT was seen
@@ -129,6 +138,8 @@ async def _streaming(app: web.Application) -> AsyncIterator[None]:
     finally:
         # give NextPVR its tuners back before the sessions go
         await remux.close()
+        if timeshift is not None:
+            await timeshift.close()
         await ts.close()
         await transcodes.close()
         await segments.close()

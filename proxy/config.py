@@ -66,6 +66,7 @@ Bytes = Annotated[int, _Bytes]
 Seconds = Annotated[float, _Seconds]
 
 _MIB = 1024 * 1024
+_GIB = 1024 * _MIB
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,6 +181,14 @@ class HLSConfig:
     remux_total_bytes: Bytes = 256 * _MIB
     #: remux: how long the first playlist waits for a PMT and a first segment
     remux_start_timeout: Seconds = 10.0
+    #: remux: how much of a watched channel the playlist keeps for pause and rewind (on disk; 0: off)
+    timeshift: Seconds = 0.0
+    #: remux: timeshift bytes kept on disk for one channel (oldest segments leave first)
+    timeshift_max_bytes: Bytes = 2 * _GIB
+    #: remux: timeshift bytes kept on disk for all channels together
+    timeshift_total_bytes: Bytes = 8 * _GIB
+    #: remux: where timeshift segments are written (null: a folder under the system temp dir)
+    timeshift_dir: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -537,6 +546,13 @@ class _Loader:
             self.fail("hls.window_segments", "expected 2 to 100 segments")
         if cfg.hls.remux_channel_bytes < 1 * _MIB or cfg.hls.remux_total_bytes < cfg.hls.remux_channel_bytes:
             self.fail("hls.remux_channel_bytes", "expected at least 1 MiB and at most hls.remux_total_bytes")
+        if cfg.hls.timeshift and not 4 * cfg.hls.segment_duration <= cfg.hls.timeshift <= 7 * 86400:
+            self.fail("hls.timeshift", "expected 0 (off) or a duration from 4 segments (hls.segment_duration) "
+                      "to 7 days")
+        if cfg.hls.timeshift_max_bytes < 1 * _MIB or cfg.hls.timeshift_total_bytes < cfg.hls.timeshift_max_bytes:
+            self.fail("hls.timeshift_max_bytes", "expected at least 1 MiB and at most hls.timeshift_total_bytes")
+        if cfg.hls.timeshift_dir is not None and not cfg.hls.timeshift_dir.strip():
+            self.fail("hls.timeshift_dir", "expected a folder path, or null for one under the system temp dir")
         if cfg.hls.remux_start_timeout <= 0:
             self.fail("hls.remux_start_timeout", "expected a duration above 0")
         if cfg.ts.reconnect_attempts < 0:

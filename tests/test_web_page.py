@@ -30,7 +30,7 @@ async def test_page_and_files_are_public_and_hold_no_data(emulator: Emulator, pr
     assert hlsjs.status == 200 and await hlsjs.read() == npm_copy.read_bytes()
     settings = await (await proxy.get("/ui/settings.json")).json()
     assert settings == {"auth": True, "admin": False, "hlsjs_url": "/ui/vendor/hls.min.js", "status_refresh": 5.0,
-                        "pre_padding": 1, "post_padding": 2}
+                        "pre_padding": 1, "post_padding": 2, "timeshift": False}
     assert (await proxy.get("/ui/page.py")).status == 404  # only the page's own files
     assert (await proxy.get("/ui/nothing.js")).status == 404
     # the data is not public

@@ -184,6 +184,17 @@ class Guide:
     def __init__(self, max_days_cached: int = 256) -> None:
         self._cache: OrderedDict[tuple[int, int], tuple[Programme, ...]] = OrderedDict()
         self._max = max_days_cached
+        #: channel oid -> programmes set by a test (a boundary at a chosen moment), instead of generated ones
+        self._pinned: dict[int, tuple[Programme, ...]] = {}
+
+    def pin(self, channel: Channel, shows: list[tuple[str, int, int]]) -> tuple[Programme, ...]:
+        """Give ``channel`` exactly these (title, start, end) programmes, for tests that need a
+        programme boundary at a chosen moment."""
+        index = CHANNELS.index(channel)
+        made = tuple(Programme(event_id(index, start), channel.oid, title, "", "", start, end, ("News",), 0, 0, 0,
+                               "", False, "", "") for title, start, end in sorted(shows, key=lambda s: s[1]))
+        self._pinned[channel.oid] = made
+        return made
 
     def day(self, channel: Channel, day: int) -> tuple[Programme, ...]:
         key = (channel.oid, day)
@@ -199,6 +210,9 @@ class Guide:
 
     def listings(self, channel: Channel, now: float, start: int | None, end: int | None) -> list[Programme]:
         """Programmes overlapping [start, end), within a day ago .. 9 days ahead of now."""
+        pinned = self._pinned.get(channel.oid)
+        if pinned is not None:
+            return [p for p in pinned if (start is None or p.end > start) and (end is None or p.start < end)]
         today = int(now) // DAY
         first, last = today - GUIDE_DAYS_BACK, today + GUIDE_DAYS_AHEAD
         if start is not None:
@@ -213,6 +227,9 @@ class Guide:
         return out
 
     def at(self, channel: Channel, when: float) -> Programme:
+        for prog in self._pinned.get(channel.oid, ()):
+            if prog.start <= when < prog.end:
+                return prog
         for prog in self.day(channel, int(when) // DAY):
             if prog.start <= when < prog.end:
                 return prog

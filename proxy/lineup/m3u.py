@@ -45,12 +45,14 @@ def channel_playlist(
     base: str,
     fmt: StreamFormat,
     query: str = "",
+    start_over: bool = False,
 ) -> str:
     """The line-up, in the order given (callers sort by channel number).
 
     ``base`` is the proxy's absolute URL without a trailing slash; ``query`` (``""`` or
     ``"?api_key=..."``) is appended to every URL so a player that needed a key for the
-    playlist sends it with the streams too.
+    playlist sends it with the streams too. ``start_over`` (HLS with timeshift): every stream URL
+    asks for ``start=programme``, so playback begins at the start of the programme on air.
     """
     lines = [f'#EXTM3U url-tvg="{base}/epg.xml{query}" x-tvg-url="{base}/epg.xml{query}"']
     suffix = "m3u8" if fmt == "hls" else "ts"
@@ -65,7 +67,8 @@ def channel_playlist(
             ("radio", "true" if channel.kind == "radio" else None),
         ))
         lines.append(f"#EXTINF:-1 {attrs},{_clean(channel.name)}")
-        lines.append(f"{base}/live/{channel.id}.{suffix}{query}")
+        stream_query = f"{query}&start=programme" if query else "?start=programme"
+        lines.append(f"{base}/live/{channel.id}.{suffix}{stream_query if start_over else query}")
     return "\n".join(lines) + "\n"
 
 

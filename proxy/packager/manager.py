@@ -23,7 +23,9 @@ from proxy.errors import ProxyError, ServiceUnavailable
 from proxy.hls.tokens import TokenSigner
 from proxy.metrics import Metrics
 from proxy.packager.muxer import WATCH_TARGETS, Muxer
+from proxy.packager.programmes import ListingSource
 from proxy.packager.store import SegmentStore
+from proxy.packager.timeshift import TimeshiftStore
 from proxy.ts.fanout import ChannelStream, LiveTSManager
 
 __all__ = ["BROWSER_AUDIO", "BROWSER_VIDEO", "Mode", "RemuxManager", "RemuxUnavailable"]
@@ -58,7 +60,8 @@ class RemuxUnavailable(ProxyError):
 
 class RemuxManager:
     def __init__(self, config: Config, ts: LiveTSManager, signer: TokenSigner, *,
-                 metrics: Metrics | None = None, max_channels: int = 64) -> None:
+                 metrics: Metrics | None = None, max_channels: int = 64,
+                 timeshift: TimeshiftStore | None = None, listings: ListingSource | None = None) -> None:
         self._config = config
         self._ts = ts
         self._signer = signer
@@ -75,6 +78,9 @@ class RemuxManager:
         #: channel -> (next media sequence, discontinuities so far) of its last session
         self._continuation: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self._closing = False
+        #: hls.timeshift > 0: segments kept on disk, and the guide's programmes for start-over marks
+        self.timeshift = timeshift
+        self._listings = listings
 
     # -- queries ----------------------------------------------------------------------------------------
 
@@ -171,7 +177,8 @@ class RemuxManager:
             first, discontinuities = int(time.time() // self._config.hls.segment_duration), 0
         muxer = Muxer(channel_id, self._config, self.store, self._signer, first_sequence=first,
                       discontinuity_sequence=discontinuities, continues=carried is not None,
-                      metrics=self._metrics, on_idle=self._idle)
+                      metrics=self._metrics, on_idle=self._idle, timeshift=self.timeshift,
+                      listings=self._listings)
         # registered first: attaching wakes whoever waits for the channel's state to change
         self._muxers[channel_id] = muxer
         try:

@@ -18,6 +18,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Final
 
 from proxy.config import Config
@@ -26,10 +27,19 @@ from proxy.media.analyzer import StreamAnalyzer
 from proxy.media.psi import ProgramMap
 from proxy.metrics import Metrics
 from proxy.packager.playlist import PlaylistEntry, media_playlist, target_duration
+from proxy.packager.programmes import (
+    ListingSource,
+    ProgrammeTracker,
+    StartPoint,
+    daterange_tags,
+    programme_start,
+    start_tag,
+)
 from proxy.packager.segment import Segment
 from proxy.packager.segmenter import Segmenter
 from proxy.packager.splice import Splicer, drop_unfinished, timeline_end
 from proxy.packager.store import SegmentStore
+from proxy.packager.timeshift import ChannelTimeshift, DiskSegment, TimeshiftStore
 from proxy.packager.urls import segment_uri
 
 __all__ = ["Muxer"]
@@ -45,7 +55,8 @@ WATCH_TARGETS: Final = 3
 class Muxer:
     def __init__(self, channel_id: int, config: Config, store: SegmentStore, signer: TokenSigner, *,
                  first_sequence: int = 0, discontinuity_sequence: int = 0, continues: bool | None = None,
-                 metrics: Metrics | None = None, on_idle: Callable[[Muxer], None] = lambda muxer: None) -> None:
+                 metrics: Metrics | None = None, on_idle: Callable[[Muxer], None] = lambda muxer: None,
+                 timeshift: TimeshiftStore | None = None, listings: ListingSource | None = None) -> None:
         self.channel_id = channel_id
         #: random per session, in every segment name: a cache never mixes two sessions
         self.session = secrets.token_hex(4)
@@ -85,6 +96,23 @@ class Muxer:
         self._last_use = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
         store.open(self.session)
+        # timeshift (hls.timeshift > 0): older segments listed from disk, programme marks from the guide
+        self._timeshift: ChannelTimeshift | None = None
+        self._programmes: ProgrammeTracker | None = None
+        if timeshift is not None:
+            self._timeshift = timeshift.open(self.session)
+            if listings is not None:
+                self._programmes = ProgrammeTracker(channel_id, listings, lookback=timeshift.window,
+                                                    on_change=self.programmes_changed)
+                self._programmes.start()
+        self._discontinuity_start = discontinuity_sequence
+        #: the first listed sequence never goes down, even if a disk write lagged
+        self._listed_floor = first_sequence
+        self._listed: list[PlaylistEntry] = []
+        self._dateranges: list[str] = []
+        self._discontinuity_listed = discontinuity_sequence
+        self._start_playlist: bytes | None = None
+        self._start_point = StartPoint(0.0, False, None)
         self._arm()
 
     # -- the Tap interface (called on the fan-out's reader task) ----------------------------------------
@@ -144,9 +172,12 @@ class Muxer:
         return segment
 
     def _segment_done(self, segment: Segment) -> None:
+        # a timeshifted segment stays listed for the whole window: its URL must outlive that
         segment.uri = segment_uri(self._signer, self.channel_id, segment.name, created=segment.wall_clock,
-                                  ttl=self._config.auth.token_ttl)
+                                  ttl=self._config.auth.token_ttl + self._hls.timeshift)
         self._window.append(segment)
+        if self._timeshift is not None:
+            self._timeshift.add(segment)
         leaving = self._window[: -self._hls.window_segments]
         self._discontinuity_base += sum(1 for s in leaving if s.discontinuity)
         del self._window[: -self._hls.window_segments]
@@ -173,6 +204,9 @@ class Muxer:
             await self._progress.wait()
 
     def _rebuild(self) -> None:
+        if self._timeshift is not None:
+            self._rebuild_timeshift(self._timeshift)
+            return
         window = [s for s in self._window if not s.evicted]
         entries = [PlaylistEntry(s.sequence, s.duration or 0.0, s.wall_clock, s.uri, s.discontinuity)
                    for s in window]
@@ -182,10 +216,69 @@ class Muxer:
                                         discontinuity_sequence=self._discontinuity_base
                                         + sum(1 for s in self._window if s.evicted and s.discontinuity))
 
+    def _rebuild_timeshift(self, timeshift: ChannelTimeshift) -> None:
+        """The whole timeshift window: older segments from disk, the newest from memory."""
+        window = [s for s in self._window if not s.evicted]
+        older: list[DiskSegment] = []
+        if window:
+            older = [r for r in timeshift.listed_before(window[0].sequence) if r.sequence >= self._listed_floor]
+        entries = [PlaylistEntry(r.sequence, r.duration, r.program_date_time, r.uri, r.discontinuity)
+                   for r in older]
+        entries += [PlaylistEntry(s.sequence, s.duration or 0.0, s.wall_clock, s.uri, s.discontinuity)
+                    for s in window]
+        if entries:
+            self._listed_floor = entries[0].sequence
+        first = entries[0].sequence if entries else self._next_sequence
+        # tags of this session's segments that left the listed window count (RFC 8216bis 4.4.3.3)
+        left = timeshift.left_discontinuities + sum(
+            1 for r in timeshift.records if r.sequence < first and r.discontinuity)
+        self._listed = entries
+        self._discontinuity_listed = self._discontinuity_start + left
+        programmes = self._programmes.programmes if self._programmes is not None else ()
+        self._dateranges = daterange_tags(self.channel_id, programmes, entries)
+        self._playlist = media_playlist(entries, target=self._target, ended=self.ended,
+                                        discontinuity_sequence=self._discontinuity_listed, tags=self._dateranges)
+        self._start_playlist = None
+
+    def programmes_changed(self) -> None:
+        """The guide's programmes of the channel changed: re-mark the playlist."""
+        if self._timeshift is not None and self._window and not self.closed:
+            self._rebuild()
+
+    @property
+    def timeshift(self) -> ChannelTimeshift | None:
+        return self._timeshift
+
+    @property
+    def programmes(self) -> ProgrammeTracker | None:
+        return self._programmes
+
+    def start_point(self) -> StartPoint:
+        """Where ``?start=programme`` begins in the current playlist."""
+        self._start_over()
+        return self._start_point
+
+    def _start_over(self) -> bytes:
+        """The playlist with ``EXT-X-START`` at the current programme's start, built once per rebuild."""
+        if self._start_playlist is None:
+            current = self._programmes.current() if self._programmes is not None else None
+            # RFC 8216bis 4.4.2.2: a live playlist's start SHOULD NOT be within three target durations of its end
+            self._start_point = programme_start(current, self._listed,
+                                                hold_back=0.0 if self.ended else 3.0 * self._target)
+            self._start_playlist = media_playlist(
+                self._listed, target=self._target, ended=self.ended,
+                discontinuity_sequence=self._discontinuity_listed,
+                tags=[start_tag(self._start_point), *self._dateranges])
+        return self._start_playlist
+
     @property
     def target(self) -> int:
         """EXT-X-TARGETDURATION: never goes down within the session."""
         return self._target
+
+    @property
+    def first_sequence(self) -> int:
+        return self._first_sequence
 
     @property
     def next_sequence(self) -> int:
@@ -211,13 +304,15 @@ class Muxer:
 
     # -- viewers --------------------------------------------------------------------------------------
 
-    def playlist(self, client: Hashable) -> bytes:
+    def playlist(self, client: Hashable, *, start_programme: bool = False) -> bytes:
         now = time.monotonic()
         self._last_use = now
         self._clients[client] = now
         self._clients.move_to_end(client)
         while len(self._clients) > _MAX_CLIENTS:
             self._clients.popitem(last=False)
+        if start_programme and self._timeshift is not None and self._listed:
+            return self._start_over()
         return self._playlist
 
     @property
@@ -228,6 +323,13 @@ class Muxer:
         if session != self.session:
             return None
         return self._store.get(self.session, sequence)
+
+    def segment_file(self, session: str, sequence: int) -> tuple[DiskSegment, Path] | None:
+        """A timeshifted segment that has left the memory store, on disk."""
+        if session != self.session or self._timeshift is None:
+            return None
+        record = self._timeshift.find(sequence)
+        return (record, self._timeshift.path(record)) if record is not None else None
 
     def watchers(self) -> int:
         """Clients that asked for the playlist within the watch period."""
@@ -255,6 +357,10 @@ class Muxer:
         if self._timer is not None:
             self._timer.cancel()
         self._store.drop(self.session)
+        if self._timeshift is not None:
+            self._timeshift.close()
+        if self._programmes is not None:
+            self._programmes.stop()
         self.ready.set()
         self.program_known.set()
         self._wake()

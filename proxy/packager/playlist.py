@@ -46,8 +46,9 @@ def _date_time(seconds: float) -> str:
 
 
 def media_playlist(entries: Sequence[PlaylistEntry], *, target: int, discontinuity_sequence: int = 0,
-                   ended: bool = False) -> bytes:
-    """The playlist text; ``entries`` in sequence order, without gaps."""
+                   ended: bool = False, tags: Sequence[str] = ()) -> bytes:
+    """The playlist text; ``entries`` in sequence order, without gaps. ``tags`` (whole playlist tags
+    such as ``EXT-X-START`` and ``EXT-X-DATERANGE``) go after the header."""
     if any(b.sequence != a.sequence + 1 for a, b in itertools.pairwise(entries)):
         raise ValueError("playlist entries must be consecutive")
     lines = [
@@ -59,6 +60,7 @@ def media_playlist(entries: Sequence[PlaylistEntry], *, target: int, discontinui
     if discontinuity_sequence:
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
     lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    lines.extend(tags)
     for entry in entries:
         if entry.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")

@@ -85,12 +85,26 @@ def stream_format(request: web.Request) -> StreamFormat:
     raise BadRequest("format must be hls or ts", field="format")
 
 
+def _start_over(request: web.Request, fmt: StreamFormat) -> bool:
+    """``?start=programme``: the HLS line-up whose streams begin at the programme's start."""
+    value = request.query.get("start")
+    if value is None:
+        return False
+    if value != "programme":
+        raise BadRequest("start must be programme", field="start")
+    if fmt != "hls" or not request.app[CONFIG_KEY].hls.timeshift:
+        raise BadRequest("start=programme needs format=hls and hls.timeshift (the remux packager's window)",
+                         field="start")
+    return True
+
+
 async def playlist_m3u(request: web.Request) -> web.Response:
     fmt = stream_format(request)
+    start_over = _start_over(request, fmt)
     base, query = public_base(request), api_key_query(request)
     channels = await request.app[CHANNELS_KEY].channels()
     groups = await request.app[GROUPS_KEY].memberships()
-    text = channel_playlist(channels, groups, base=base, fmt=fmt, query=query)
+    text = channel_playlist(channels, groups, base=base, fmt=fmt, query=query, start_over=start_over)
     return web.Response(text=text, content_type=M3U_TYPE, charset="utf-8",
                         headers={hdrs.CACHE_CONTROL: "no-cache"})
 

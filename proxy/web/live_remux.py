@@ -2,14 +2,19 @@
 
 - ``/live/{id}.m3u8`` (in ``live_hls.py``) asks :func:`remux_playlist` first unless the mode is
   ``transcode`` or the request names a ``?profile=``; ``None`` means "use the transcoder".
+- ``?start=programme`` (timeshift on): the playlist carries ``EXT-X-START`` at the current
+  programme's start; the ``X-Start-Over`` header says whether the window held it.
 - ``GET /remux/remux.{channel}/{token}/{session}-{sequence}.ts``: a segment, sent chunk by chunk
-  while it is still being written. A segment that has left the store is 404; a token for
+  while it is still being written; a timeshifted one that left memory is sent from its file.
+  A segment that has left the store is 404; a token for
   another channel or segment, or an expired one, is 403.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Final
 
 from aiohttp import hdrs, web
 
@@ -17,12 +22,17 @@ from proxy.errors import BadRequest, Forbidden, NotFound
 from proxy.hls.tokens import TokenError
 from proxy.keys import CONFIG_KEY, METRICS_KEY, REMUX_KEY, SIGNER_KEY
 from proxy.packager.manager import Mode
+from proxy.packager.muxer import Muxer
 from proxy.packager.segment import SegmentGone
 from proxy.packager.urls import PREFIX, parse_segment_name, verify_segment
 from proxy.web.params import is_ascii_id
 from proxy.web.relay import PLAYLIST_TYPE, send
 
-__all__ = ["remux_playlist", "requested_mode", "setup"]
+__all__ = ["START_OVER_HEADER", "remux_playlist", "requested_mode", "setup", "start_over_note"]
+
+log = logging.getLogger("proxy.hls")
+#: the answer to ``?start=programme``: ``programme``, or ``oldest; <why>``, or ``unavailable; <why>``
+START_OVER_HEADER: Final = "X-Start-Over"
 
 _MODES: tuple[Mode, ...] = ("auto", "remux", "transcode")
 #: a live media playlist changes every segment; segments never change (RFC 8216bis 6.2.2)
@@ -48,13 +58,37 @@ def requested_mode(request: web.Request) -> Mode:
     return mode
 
 
+def _start_programme(request: web.Request) -> bool:
+    value = request.query.get("start")
+    if value is not None and value != "programme":
+        raise BadRequest("start must be programme (begin at the current programme's start)", field="start")
+    return value is not None
+
+
 async def remux_playlist(request: web.Request, channel_id: int, mode: Mode, client: object) -> web.Response | None:
+    start_over = _start_programme(request)
     muxer = await request.app[REMUX_KEY].session(channel_id, mode)
     if muxer is None:
         return None
-    body = muxer.playlist(client)
-    return web.Response(body=body, content_type=PLAYLIST_TYPE,
-                        headers={hdrs.CACHE_CONTROL: _PLAYLIST_CACHE_CONTROL})
+    body = muxer.playlist(client, start_programme=start_over)
+    headers: dict[str, str] = {hdrs.CACHE_CONTROL: _PLAYLIST_CACHE_CONTROL}
+    if start_over:
+        headers[START_OVER_HEADER] = start_over_note(muxer)
+    return web.Response(body=body, content_type=PLAYLIST_TYPE, headers=headers)
+
+
+def start_over_note(muxer: Muxer) -> str:
+    """What ``?start=programme`` did, for the player's developer (the playlist cannot say it)."""
+    if muxer.timeshift is None:
+        return "unavailable; hls.timeshift is off"
+    point = muxer.start_point()
+    if point.programme is None:
+        return "oldest; the guide names no current programme"
+    if not point.held:
+        log.info("channel %d: start over: the timeshift window does not reach back to the programme's start; "
+                 "playback starts at the oldest segment", muxer.channel_id)
+        return "oldest; the timeshift window does not reach back to the programme's start"
+    return "programme"
 
 
 async def remux_segment(request: web.Request) -> web.StreamResponse:
@@ -69,6 +103,12 @@ async def remux_segment(request: web.Request) -> web.StreamResponse:
         raise Forbidden(f"This segment URL is not valid ({exc.reason}); reload the playlist.") from None
     muxer = request.app[REMUX_KEY].find(int(channel))
     segment = muxer.segment(*parsed) if muxer is not None else None
+    if muxer is not None and segment is None:
+        on_disk = muxer.segment_file(*parsed)
+        if on_disk is not None:
+            # a timeshifted segment: sent from its file (sendfile), with the same headers
+            return web.FileResponse(on_disk[1], headers={hdrs.CONTENT_TYPE: _TS,
+                                                         hdrs.CACHE_CONTROL: _SEGMENT_CACHE_CONTROL})
     if muxer is None or segment is None:
         raise NotFound("This segment is no longer available; reload the playlist.")
     resp = web.StreamResponse(headers={hdrs.CONTENT_TYPE: _TS, hdrs.CACHE_CONTROL: _SEGMENT_CACHE_CONTROL})

@@ -115,6 +115,8 @@ async def settings(request: web.Request) -> web.Response:
         "status_refresh": config.ui.status_refresh,
         "pre_padding": config.dvr.pre_padding_minutes,
         "post_padding": config.dvr.post_padding_minutes,
+        # the player offers "start over" (?start=programme) on remuxed channels with a timeshift window
+        "timeshift": config.hls.timeshift > 0 and config.hls.mode != "transcode",
     }
     return web.json_response(body, headers={hdrs.CACHE_CONTROL: "no-store"})
 

@@ -20,7 +20,10 @@ function programme(label, item, now) {
 }
 
 export function watch(channel, settings) {
-  return play({ title: `${channel.number} ${channel.name}`, url: channel.hls_url, vlcUrl: channel.ts_url }, settings);
+  // with timeshift the proxy can begin at the programme's start (EXT-X-START, which hls.js follows)
+  const startOverUrl = settings.timeshift ? `${channel.hls_url}?start=programme` : null;
+  return play({ title: `${channel.number} ${channel.name}`, url: channel.hls_url, vlcUrl: channel.ts_url, startOverUrl },
+    settings);
 }
 
 export async function renderChannels(settings) {

@@ -62,12 +62,15 @@ export function stop() {
   $("#player").hidden = true;
 }
 
-export async function play({ title, url, vlcUrl }, settings) {
+export async function play({ title, url, vlcUrl, startOverUrl = null }, settings) {
   stop();
   const token = {};
   current = token;
   $("#player").hidden = false;
   $("#player-title").textContent = title;
+  const startOver = $("#player-startover");
+  startOver.hidden = !startOverUrl || url === startOverUrl;
+  startOver.onclick = () => play({ title, url: startOverUrl, vlcUrl, startOverUrl }, settings);
   const video = $("#video");
   say("Starting…");
   try {
