@@ -24,13 +24,17 @@ from proxy.config import Config
 from proxy.hls.tokens import TokenSigner
 from proxy.media.analyzer import StreamAnalyzer
 from proxy.media.psi import ProgramMap
+from proxy.media.timestamps import pes_timestamps
 from proxy.metrics import Metrics
+from proxy.packager.ll_playlist import LiveEdge, PartEntry, ll_media_playlist
+from proxy.packager.parts import Part, PartCutter
 from proxy.packager.playlist import PlaylistEntry, media_playlist, target_duration
+from proxy.packager.progress import Progress
 from proxy.packager.segment import Segment
 from proxy.packager.segmenter import Segmenter
 from proxy.packager.splice import Splicer, drop_unfinished, timeline_end
 from proxy.packager.store import SegmentStore
-from proxy.packager.urls import segment_uri
+from proxy.packager.urls import part_name, segment_uri
 
 __all__ = ["Muxer"]
 
@@ -73,6 +77,11 @@ class Muxer:
         self.ended_at: float | None = None
         self.closed = False
         self._playlist = b""
+        #: LL-HLS (hls.low_latency): parts of the segments, the delta-update playlist, one wake for waiters
+        self.low_latency = self._hls.low_latency
+        self.parts = PartCutter(self._hls.part_duration)
+        self._playlist_skip = b""
+        self.progress = Progress()
         #: set once the playlist lists a segment, or the session failed or ended
         self.ready = asyncio.Event()
         #: set once the PMT is known (``auto`` decides on it)
@@ -100,7 +109,17 @@ class Muxer:
             self.video_codec = analyzer.video_codec
             self.program_known.set()
         packets = self._splicer.apply(packets, keyframes, analyzer.video_pid, analyzer.audio_pids)
+        if self.low_latency:
+            for kf in keyframes:
+                pts, dts = pes_timestamps(packets, kf)
+                if pts is not None:
+                    self.parts.keyframe(dts if dts is not None else pts)
         self._segmenter.feed(packets, keyframes, analyzer, wall)
+        current = self._segmenter.current
+        if (self.low_latency and current is not None and self._segmenter.failed is None
+                and self._sign_parts(self.parts.scan(current, self._segmenter.cut_pid))):
+            self._rebuild()
+            self._wake()
         if self._segmenter.failed is not None:
             self._fail(self._segmenter.failed)
         self._store.refresh(self.session, keep=2 * self._hls.window_segments + 1)
@@ -151,6 +170,11 @@ class Muxer:
         self._discontinuity_base += sum(1 for s in leaving if s.discontinuity)
         del self._window[: -self._hls.window_segments]
         self._target = max(self._target, target_duration([segment.duration or 0.0], self._hls.segment_duration))
+        if self.low_latency:
+            self.parts.finish(segment, self._segmenter.cut_pid)
+            self._sign_parts(self.parts.parts.get(segment.sequence, []))
+            # parts stay fetchable as long as their segment may still be in the store
+            self.parts.forget_before(self._window[0].sequence - self._hls.window_segments)
         if self._metrics is not None:
             if not self._window[:-1] and self.first_byte_at is not None:
                 self._metrics.remux_first_segment.observe(time.monotonic() - self.first_byte_at)
@@ -163,6 +187,19 @@ class Muxer:
     def _wake(self) -> None:
         event, self._progress = self._progress, asyncio.Event()
         event.set()
+        self.progress.wake()
+
+    def _sign_parts(self, parts: list[Part]) -> bool:
+        for part in parts:
+            if not part.uri:
+                part.uri = self._part_uri(part.sequence, part.index)
+        return bool(parts)
+
+    def _part_uri(self, sequence: int, index: int) -> str:
+        segment = self._store.get(self.session, sequence)
+        created = segment.wall_clock if segment is not None else time.time()
+        return segment_uri(self._signer, self.channel_id, part_name(self.session, sequence, index),
+                           created=created, ttl=self._config.auth.token_ttl)
 
     async def wait_for_segments(self, count: int) -> None:
         """Wait until ``count`` segments of this session are complete, or it ended or failed (for
@@ -178,9 +215,75 @@ class Muxer:
                    for s in window]
         # a tag counts in EXT-X-DISCONTINUITY-SEQUENCE once its segment has left the window (RFC 8216bis
         # 4.4.3.3); evicted segments still listed are skipped, but they have not left the window
+        discontinuity_sequence = self._discontinuity_base + sum(1 for s in self._window
+                                                                 if s.evicted and s.discontinuity)
+        if self.low_latency:
+            self._rebuild_ll(entries, discontinuity_sequence)
+            return
         self._playlist = media_playlist(entries, target=self._target, ended=self.ended,
-                                        discontinuity_sequence=self._discontinuity_base
-                                        + sum(1 for s in self._window if s.evicted and s.discontinuity))
+                                        discontinuity_sequence=discontinuity_sequence)
+
+    def _rebuild_ll(self, entries: list[PlaylistEntry], discontinuity_sequence: int) -> None:
+        parts = {e.sequence: [PartEntry(p.duration, p.uri, p.independent) for p in self.parts.parts.get(e.sequence, [])]
+                 for e in entries}
+        edge: LiveEdge | None = None
+        current = self._segmenter.current
+        if not self.ended and self.failed is None:
+            sequence = current.sequence if current is not None else self._next_sequence
+            growing = [PartEntry(p.duration, p.uri, p.independent) for p in self.parts.parts.get(sequence, [])]
+            edge = LiveEdge(sequence, current.wall_clock if current is not None else time.time(), growing,
+                            self._part_uri(sequence, len(growing)),
+                            discontinuity=current.discontinuity if current is not None else False)
+            if entries and sequence != entries[-1].sequence + 1:
+                edge = None  # evicted segments at the end of the window (a store under pressure)
+
+        def build(skip: bool) -> bytes:
+            return ll_media_playlist(entries, parts, target=self._target, part_target=self._hls.part_duration,
+                                     edge=edge, discontinuity_sequence=discontinuity_sequence, ended=self.ended,
+                                     skip=skip)
+
+        self._playlist, self._playlist_skip = build(False), build(True)
+
+    # -- LL-HLS: where the live edge is -------------------------------------------------------------------
+
+    @property
+    def last_complete(self) -> int:
+        """Media sequence number of the newest complete segment (one below the first before any)."""
+        return self._window[-1].sequence if self._window else self._first_sequence - 1
+
+    def reached(self, msn: int, part: int | None) -> bool:
+        """Whether a blocking reload for segment ``msn`` (part ``part``) can be answered (RFC 8216bis
+        6.2.5.2): the segment is complete, or that part of it is; a part index beyond a complete
+        segment's parts means the next segment's first part. An ended session answers everything."""
+        if self.ended or self.closed or self.failed is not None:
+            return True
+        last = self.last_complete
+        if part is None:
+            return msn <= last
+        if msn < last or (msn == last and part < self.parts.completed(msn)):
+            return True
+        if msn == last:
+            msn, part = msn + 1, 0
+        current = self._segmenter.current
+        return current is not None and msn == current.sequence and part < self.parts.completed(msn)
+
+    def part_coming(self, sequence: int, index: int) -> bool:
+        """The part is the hinted one (or the one after it): worth waiting for."""
+        current = self._segmenter.current
+        if current is None or self.ended or self.closed:
+            return False
+        done = self.parts.completed(current.sequence)
+        return (sequence == current.sequence and done <= index <= done + 1) or (
+            sequence == current.sequence + 1 and index == 0 and done > 0)
+
+    def find_part(self, session: str, sequence: int, index: int) -> tuple[Segment, Part] | None:
+        if session != self.session:
+            return None
+        part = self.parts.part(sequence, index)
+        segment = self._store.get(self.session, sequence)
+        if part is None or segment is None or not part.uri:
+            return None
+        return segment, part
 
     @property
     def target(self) -> int:
@@ -211,14 +314,14 @@ class Muxer:
 
     # -- viewers --------------------------------------------------------------------------------------
 
-    def playlist(self, client: Hashable) -> bytes:
+    def playlist(self, client: Hashable, *, skip: bool = False) -> bytes:
         now = time.monotonic()
         self._last_use = now
         self._clients[client] = now
         self._clients.move_to_end(client)
         while len(self._clients) > _MAX_CLIENTS:
             self._clients.popitem(last=False)
-        return self._playlist
+        return self._playlist_skip if skip and self.low_latency else self._playlist
 
     @property
     def has_segments(self) -> bool:
@@ -258,3 +361,4 @@ class Muxer:
         self.ready.set()
         self.program_known.set()
         self._wake()
+        self.progress.close()

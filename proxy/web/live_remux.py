@@ -3,7 +3,8 @@
 - ``/live/{id}.m3u8`` (in ``live_hls.py``) asks :func:`remux_playlist` first unless the mode is
   ``transcode`` or the request names a ``?profile=``; ``None`` means "use the transcoder".
 - ``GET /remux/remux.{channel}/{token}/{session}-{sequence}.ts``: a segment, sent chunk by chunk
-  while it is still being written. A segment that has left the store is 404; a token for
+  while it is still being written (``...-{sequence}.{part}.ts``: an LL-HLS part,
+  ``ll_hls.py``). A segment that has left the store is 404; a token for
   another channel or segment, or an expired one, is 403.
 """
 
@@ -18,7 +19,8 @@ from proxy.hls.tokens import TokenError
 from proxy.keys import CONFIG_KEY, METRICS_KEY, REMUX_KEY, SIGNER_KEY
 from proxy.packager.manager import Mode
 from proxy.packager.segment import SegmentGone
-from proxy.packager.urls import PREFIX, parse_segment_name, verify_segment
+from proxy.packager.urls import PREFIX, parse_part_name, parse_segment_name, verify_segment
+from proxy.web import ll_hls
 from proxy.web.relay import PLAYLIST_TYPE, send
 
 __all__ = ["remux_playlist", "requested_mode", "setup"]
@@ -51,6 +53,8 @@ async def remux_playlist(request: web.Request, channel_id: int, mode: Mode, clie
     muxer = await request.app[REMUX_KEY].session(channel_id, mode)
     if muxer is None:
         return None
+    if muxer.low_latency:
+        return await ll_hls.ll_playlist(request, muxer, client)
     body = muxer.playlist(client)
     return web.Response(body=body, content_type=PLAYLIST_TYPE,
                         headers={hdrs.CACHE_CONTROL: _PLAYLIST_CACHE_CONTROL})
@@ -60,13 +64,17 @@ async def remux_segment(request: web.Request) -> web.StreamResponse:
     scope, token, name = (request.match_info[k] for k in ("scope", "token", "name"))
     kind, _, channel = scope.partition(".")
     parsed = parse_segment_name(name)
-    if kind != "remux" or not channel.isdigit() or len(channel) > 10 or parsed is None:
+    part = parse_part_name(name) if parsed is None else None
+    if kind != "remux" or not channel.isdigit() or len(channel) > 10 or (parsed is None and part is None):
         raise NotFound("no such segment")
     try:
         verify_segment(request.app[SIGNER_KEY], scope, token, name, now=time.time())
     except TokenError as exc:
         raise Forbidden(f"This segment URL is not valid ({exc.reason}); reload the playlist.") from None
     muxer = request.app[REMUX_KEY].find(int(channel))
+    if part is not None:
+        return await ll_hls.remux_part(request, muxer, *part)
+    assert parsed is not None
     segment = muxer.segment(*parsed) if muxer is not None else None
     if muxer is None or segment is None:
         raise NotFound("This segment is no longer available; reload the playlist.")
