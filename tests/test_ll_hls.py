@@ -14,14 +14,15 @@ import time
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestClient
 import pytest
+from aiohttp.test_utils import TestClient
 from playwright.async_api import Page
 
 from proxy.config import ConfigError
 from proxy.packager.ll_playlist import LiveEdge, PartEntry, ll_media_playlist
 from proxy.packager.muxer import Muxer
 from proxy.packager.playlist import PlaylistEntry
+from proxy.packager.progress import Progress
 from proxy.packager.segment import Segment
 from tests.browser import PageWatch, browser_fixture, page_fixture, page_watch_fixture  # noqa: F401
 from tests.conftest import EmulatorFactory, ProxyFactory, proxy_config
@@ -127,6 +128,23 @@ def test_ll_config_is_validated(overrides: dict[str, Any], message: str) -> None
         proxy_config("http://127.0.0.1:1", **overrides)
     config = proxy_config("http://127.0.0.1:1")
     assert config.hls.low_latency is True and config.hls.part_duration == PART_TARGET
+
+
+async def test_one_progress_event_wakes_every_waiter_and_closing_releases_them() -> None:
+    progress = Progress()
+    state = {"done": False}
+    waiters = [asyncio.create_task(progress.until(lambda: state["done"], time.monotonic() + 60)) for _ in range(100)]
+    await asyncio.sleep(0)  # let them all block
+    assert progress.waiting == 100
+    state["done"] = True
+    progress.wake()
+    assert await asyncio.gather(*waiters) == [True] * 100
+    assert progress.waiting == 0
+    # a session that closes releases whoever still waits (nothing would complete any more)
+    stuck = asyncio.create_task(progress.until(lambda: False, time.monotonic() + 60))
+    await asyncio.sleep(0)
+    progress.close()
+    assert await stuck is False
 
 
 # -- the served playlist ---------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ class Progress:
         self.waiting = 0
         #: time.monotonic() of the last wake caused by the stream (not by the tick)
         self.woken_at = 0.0
+        #: the session is over: nothing will complete any more, every waiter leaves
+        self.closed = False
 
     def wake(self) -> None:
         """Something completed: every waiter re-checks its condition."""
@@ -40,9 +42,12 @@ class Progress:
         event.set()
 
     async def until(self, ready: Callable[[], bool], deadline: float) -> bool:
-        """Wait until ``ready()`` (True) or ``time.monotonic()`` passes ``deadline`` (False)."""
+        """Wait until ``ready()`` (True) or ``time.monotonic()`` passes ``deadline`` or the session
+        closes (False)."""
         if ready():
             return True
+        if self.closed:
+            return False
         self.waiting += 1
         if self._tick is None:
             self._tick = asyncio.get_running_loop().call_later(TICK, self._on_tick)
@@ -51,7 +56,7 @@ class Progress:
                 await self._event.wait()
                 if ready():
                     return True
-                if time.monotonic() >= deadline:
+                if self.closed or time.monotonic() >= deadline:
                     return False
         finally:
             self.waiting -= 1
@@ -63,6 +68,7 @@ class Progress:
             self._tick = asyncio.get_running_loop().call_later(TICK, self._on_tick)
 
     def close(self) -> None:
+        self.closed = True
         if self._tick is not None:
             self._tick.cancel()
             self._tick = None
