@@ -293,7 +293,7 @@ async def test_far_future_requests_get_a_bounded_answer(emulator_factory: Emulat
     # a part URL far ahead (signed like a real one, but not the hinted part), and one long gone: 404
     # at once. "At once" is bounded at half the blocking bound (generous for a loaded machine): a
     # handler that held it would answer only after three target durations.
-    for uri in (muxer._part_uri(last + 5, 2), muxer._part_uri(last - 50, 0)):
+    for uri in (muxer.part_uri(last + 5, 2), muxer.part_uri(last - 50, 0)):
         began = time.monotonic()
         resp = await proxy.get(uri)
         assert resp.status == 404 and "reload the playlist" in await resp.text()

@@ -192,10 +192,10 @@ class Muxer:
     def _sign_parts(self, parts: list[Part]) -> bool:
         for part in parts:
             if not part.uri:
-                part.uri = self._part_uri(part.sequence, part.index)
+                part.uri = self.part_uri(part.sequence, part.index)
         return bool(parts)
 
-    def _part_uri(self, sequence: int, index: int) -> str:
+    def part_uri(self, sequence: int, index: int) -> str:
         segment = self._store.get(self.session, sequence)
         created = segment.wall_clock if segment is not None else time.time()
         return segment_uri(self._signer, self.channel_id, part_name(self.session, sequence, index),
@@ -232,7 +232,7 @@ class Muxer:
             sequence = current.sequence if current is not None else self._next_sequence
             growing = [PartEntry(p.duration, p.uri, p.independent) for p in self.parts.parts.get(sequence, [])]
             edge = LiveEdge(sequence, current.wall_clock if current is not None else time.time(), growing,
-                            self._part_uri(sequence, len(growing)),
+                            self.part_uri(sequence, len(growing)),
                             discontinuity=current.discontinuity if current is not None else False)
             if entries and sequence != entries[-1].sequence + 1:
                 edge = None  # evicted segments at the end of the window (a store under pressure)
