@@ -189,6 +189,10 @@ class HLSConfig:
     timeshift_total_bytes: Bytes = 8 * _GIB
     #: remux: where timeshift segments are written (null: a folder under the system temp dir)
     timeshift_dir: str | None = None
+    #: remux: Low-Latency HLS (parts, a preload hint, blocking reloads, delta updates); false: plain HLS
+    low_latency: bool = True
+    #: remux with low_latency: the longest part (EXT-X-PART-INF:PART-TARGET); parts are cut at frame starts
+    part_duration: Seconds = 0.33
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -555,6 +559,8 @@ class _Loader:
             self.fail("hls.timeshift_dir", "expected a folder path, or null for one under the system temp dir")
         if cfg.hls.remux_start_timeout <= 0:
             self.fail("hls.remux_start_timeout", "expected a duration above 0")
+        if not 0.1 <= cfg.hls.part_duration <= 2 or cfg.hls.part_duration >= cfg.hls.segment_duration:
+            self.fail("hls.part_duration", "expected a duration from 0.1 s to 2 s, below hls.segment_duration")
         if cfg.ts.reconnect_attempts < 0:
             self.fail("ts.reconnect_attempts", "expected 0 or more")
         if cfg.ts.viewer_buffer_bytes < 188 * 64:

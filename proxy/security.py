@@ -5,9 +5,10 @@ Who needs what (``access_level``):
 - **public**: ``/healthz``, ``/readyz``, ``/metrics``, CORS preflights — probes and
   Prometheus must work without credentials (they expose no secret); the web page's own files
   (``/`` and ``/ui/...``), which hold no data: the page asks for a key before it shows anything.
-- **token**: ``/hls/...`` — every rewritten URI carries its own signed, expiring token
-  bound to its channel or recording, so players that cannot send headers still work and
-  a leaked segment URL stops working.
+- **token**: ``/hls/...`` and ``/remux/...`` (remuxed segments and LL-HLS parts) — every
+  rewritten URI carries its own signed, expiring token bound to its channel or recording, so
+  players that cannot send headers (or were given ``?api_key=`` in the playlist URL) still work
+  and a leaked segment URL stops working.
 - **hdhomerun**: ``/discover.json``, ``/lineup.json``, ``/lineup_status.json``,
   ``/lineup.post``, ``/device.xml``, ``/auto/v*`` — Plex, Jellyfin and Emby cannot send a
   key to an HDHomeRun, so these are open; turn them off with ``hdhomerun.enabled: false``
@@ -70,7 +71,7 @@ def access_level(request: web.Request) -> Access:
     path = request.path
     if request.method == hdrs.METH_OPTIONS or path in PUBLIC_PATHS or path == "/" or path.startswith("/ui/"):
         return Access.PUBLIC
-    if path.startswith("/hls/"):
+    if path.startswith(("/hls/", "/remux/")):
         return Access.TOKEN
     if path in _HDHOMERUN or path.startswith("/auto/v"):
         return Access.HDHOMERUN

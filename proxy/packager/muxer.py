@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -25,7 +25,10 @@ from proxy.config import Config
 from proxy.hls.tokens import TokenSigner
 from proxy.media.analyzer import StreamAnalyzer
 from proxy.media.psi import ProgramMap
+from proxy.media.timestamps import pes_timestamps
 from proxy.metrics import Metrics
+from proxy.packager.ll_playlist import LiveEdge, PartEntry, ll_media_playlist
+from proxy.packager.parts import Part, PartCutter
 from proxy.packager.playlist import PlaylistEntry, media_playlist, target_duration
 from proxy.packager.programmes import (
     ListingSource,
@@ -35,12 +38,13 @@ from proxy.packager.programmes import (
     programme_start,
     start_tag,
 )
+from proxy.packager.progress import Progress
 from proxy.packager.segment import Segment
 from proxy.packager.segmenter import Segmenter
 from proxy.packager.splice import Splicer, drop_unfinished, timeline_end
 from proxy.packager.store import SegmentStore
 from proxy.packager.timeshift import ChannelTimeshift, DiskSegment, TimeshiftStore
-from proxy.packager.urls import segment_uri
+from proxy.packager.urls import part_name, segment_uri
 
 __all__ = ["Muxer"]
 
@@ -84,6 +88,11 @@ class Muxer:
         self.ended_at: float | None = None
         self.closed = False
         self._playlist = b""
+        #: LL-HLS (hls.low_latency): parts of the segments, the delta-update playlist, one wake for waiters
+        self.low_latency = self._hls.low_latency
+        self.parts = PartCutter(self._hls.part_duration)
+        self._playlist_skip = b""
+        self.progress = Progress()
         #: set once the playlist lists a segment, or the session failed or ended
         self.ready = asyncio.Event()
         #: set once the PMT is known (``auto`` decides on it)
@@ -111,7 +120,7 @@ class Muxer:
         self._listed: list[PlaylistEntry] = []
         self._dateranges: list[str] = []
         self._discontinuity_listed = discontinuity_sequence
-        self._start_playlist: bytes | None = None
+        self._start_playlist: tuple[bytes, bytes] | None = None
         self._start_point = StartPoint(0.0, False, None)
         self._arm()
 
@@ -128,7 +137,17 @@ class Muxer:
             self.video_codec = analyzer.video_codec
             self.program_known.set()
         packets = self._splicer.apply(packets, keyframes, analyzer.video_pid, analyzer.audio_pids)
+        if self.low_latency:
+            for kf in keyframes:
+                pts, dts = pes_timestamps(packets, kf)
+                if pts is not None:
+                    self.parts.keyframe(dts if dts is not None else pts)
         self._segmenter.feed(packets, keyframes, analyzer, wall)
+        current = self._segmenter.current
+        if (self.low_latency and current is not None and self._segmenter.failed is None
+                and self._sign_parts(self.parts.scan(current, self._segmenter.cut_pid))):
+            self._rebuild()
+            self._wake()
         if self._segmenter.failed is not None:
             self._fail(self._segmenter.failed)
         self._store.refresh(self.session, keep=2 * self._hls.window_segments + 1)
@@ -182,6 +201,11 @@ class Muxer:
         self._discontinuity_base += sum(1 for s in leaving if s.discontinuity)
         del self._window[: -self._hls.window_segments]
         self._target = max(self._target, target_duration([segment.duration or 0.0], self._hls.segment_duration))
+        if self.low_latency:
+            self.parts.finish(segment, self._segmenter.cut_pid)
+            self._sign_parts(self.parts.parts.get(segment.sequence, []))
+            # parts stay fetchable as long as their segment may still be in the store
+            self.parts.forget_before(self._window[0].sequence - self._hls.window_segments)
         if self._metrics is not None:
             if not self._window[:-1] and self.first_byte_at is not None:
                 self._metrics.remux_first_segment.observe(time.monotonic() - self.first_byte_at)
@@ -194,6 +218,19 @@ class Muxer:
     def _wake(self) -> None:
         event, self._progress = self._progress, asyncio.Event()
         event.set()
+        self.progress.wake()
+
+    def _sign_parts(self, parts: list[Part]) -> bool:
+        for part in parts:
+            if not part.uri:
+                part.uri = self.part_uri(part.sequence, part.index)
+        return bool(parts)
+
+    def part_uri(self, sequence: int, index: int) -> str:
+        segment = self._store.get(self.session, sequence)
+        created = segment.wall_clock if segment is not None else time.time()
+        return segment_uri(self._signer, self.channel_id, part_name(self.session, sequence, index),
+                           created=created, ttl=self._config.auth.token_ttl)
 
     async def wait_for_segments(self, count: int) -> None:
         """Wait until ``count`` segments of this session are complete, or it ended or failed (for
@@ -212,9 +249,82 @@ class Muxer:
                    for s in window]
         # a tag counts in EXT-X-DISCONTINUITY-SEQUENCE once its segment has left the window (RFC 8216bis
         # 4.4.3.3); evicted segments still listed are skipped, but they have not left the window
-        self._playlist = media_playlist(entries, target=self._target, ended=self.ended,
-                                        discontinuity_sequence=self._discontinuity_base
-                                        + sum(1 for s in self._window if s.evicted and s.discontinuity))
+        discontinuity_sequence = self._discontinuity_base + sum(1 for s in self._window
+                                                                 if s.evicted and s.discontinuity)
+        self._playlist, self._playlist_skip = self._write(entries, discontinuity_sequence)
+
+    def _write(self, entries: list[PlaylistEntry], discontinuity_sequence: int,
+               tags: Sequence[str] = ()) -> tuple[bytes, bytes]:
+        """The playlist and its delta update (the same bytes without low latency), with ``tags``
+        (EXT-X-START, EXT-X-DATERANGE) for the timeshift window."""
+        if not self.low_latency:
+            body = media_playlist(entries, target=self._target, ended=self.ended,
+                                  discontinuity_sequence=discontinuity_sequence, tags=tags)
+            return body, body
+        return self._write_ll(entries, discontinuity_sequence, tags)
+
+    def _write_ll(self, entries: list[PlaylistEntry], discontinuity_sequence: int,
+                  tags: Sequence[str]) -> tuple[bytes, bytes]:
+        parts = {e.sequence: [PartEntry(p.duration, p.uri, p.independent) for p in self.parts.parts.get(e.sequence, [])]
+                 for e in entries}
+        edge: LiveEdge | None = None
+        current = self._segmenter.current
+        if not self.ended and self.failed is None:
+            sequence = current.sequence if current is not None else self._next_sequence
+            growing = [PartEntry(p.duration, p.uri, p.independent) for p in self.parts.parts.get(sequence, [])]
+            edge = LiveEdge(sequence, current.wall_clock if current is not None else time.time(), growing,
+                            self.part_uri(sequence, len(growing)),
+                            discontinuity=current.discontinuity if current is not None else False)
+            if entries and sequence != entries[-1].sequence + 1:
+                edge = None  # evicted segments at the end of the window (a store under pressure)
+
+        def build(skip: bool) -> bytes:
+            return ll_media_playlist(entries, parts, target=self._target, part_target=self._hls.part_duration,
+                                     edge=edge, discontinuity_sequence=discontinuity_sequence, ended=self.ended,
+                                     skip=skip, tags=tags)
+
+        return build(False), build(True)
+
+    # -- LL-HLS: where the live edge is -------------------------------------------------------------------
+
+    @property
+    def last_complete(self) -> int:
+        """Media sequence number of the newest complete segment (one below the first before any)."""
+        return self._window[-1].sequence if self._window else self._first_sequence - 1
+
+    def reached(self, msn: int, part: int | None) -> bool:
+        """Whether a blocking reload for segment ``msn`` (part ``part``) can be answered (RFC 8216bis
+        6.2.5.2): the segment is complete, or that part of it is; a part index beyond a complete
+        segment's parts means the next segment's first part. An ended session answers everything."""
+        if self.ended or self.closed or self.failed is not None:
+            return True
+        last = self.last_complete
+        if part is None:
+            return msn <= last
+        if msn < last or (msn == last and part < self.parts.completed(msn)):
+            return True
+        if msn == last:
+            msn, part = msn + 1, 0
+        current = self._segmenter.current
+        return current is not None and msn == current.sequence and part < self.parts.completed(msn)
+
+    def part_coming(self, sequence: int, index: int) -> bool:
+        """The part is the hinted one (or the one after it): worth waiting for."""
+        current = self._segmenter.current
+        if current is None or self.ended or self.closed:
+            return False
+        done = self.parts.completed(current.sequence)
+        return (sequence == current.sequence and done <= index <= done + 1) or (
+            sequence == current.sequence + 1 and index == 0 and done > 0)
+
+    def find_part(self, session: str, sequence: int, index: int) -> tuple[Segment, Part] | None:
+        if session != self.session:
+            return None
+        part = self.parts.part(sequence, index)
+        segment = self._store.get(self.session, sequence)
+        if part is None or segment is None or not part.uri:
+            return None
+        return segment, part
 
     def _rebuild_timeshift(self, timeshift: ChannelTimeshift) -> None:
         """The whole timeshift window: older segments from disk, the newest from memory."""
@@ -236,8 +346,7 @@ class Muxer:
         self._discontinuity_listed = self._discontinuity_start + left
         programmes = self._programmes.programmes if self._programmes is not None else ()
         self._dateranges = daterange_tags(self.channel_id, programmes, entries)
-        self._playlist = media_playlist(entries, target=self._target, ended=self.ended,
-                                        discontinuity_sequence=self._discontinuity_listed, tags=self._dateranges)
+        self._playlist, self._playlist_skip = self._write(entries, self._discontinuity_listed, self._dateranges)
         self._start_playlist = None
 
     def programmes_changed(self) -> None:
@@ -258,17 +367,16 @@ class Muxer:
         self._start_over()
         return self._start_point
 
-    def _start_over(self) -> bytes:
-        """The playlist with ``EXT-X-START`` at the current programme's start, built once per rebuild."""
+    def _start_over(self) -> tuple[bytes, bytes]:
+        """The playlist (and its delta update) with ``EXT-X-START`` at the current programme's start,
+        built once per rebuild."""
         if self._start_playlist is None:
             current = self._programmes.current() if self._programmes is not None else None
             # RFC 8216bis 4.4.2.2: a live playlist's start SHOULD NOT be within three target durations of its end
             self._start_point = programme_start(current, self._listed,
                                                 hold_back=0.0 if self.ended else 3.0 * self._target)
-            self._start_playlist = media_playlist(
-                self._listed, target=self._target, ended=self.ended,
-                discontinuity_sequence=self._discontinuity_listed,
-                tags=[start_tag(self._start_point), *self._dateranges])
+            self._start_playlist = self._write(self._listed, self._discontinuity_listed,
+                                               [start_tag(self._start_point), *self._dateranges])
         return self._start_playlist
 
     @property
@@ -304,7 +412,7 @@ class Muxer:
 
     # -- viewers --------------------------------------------------------------------------------------
 
-    def playlist(self, client: Hashable, *, start_programme: bool = False) -> bytes:
+    def playlist(self, client: Hashable, *, start_programme: bool = False, skip: bool = False) -> bytes:
         now = time.monotonic()
         self._last_use = now
         self._clients[client] = now
@@ -312,8 +420,9 @@ class Muxer:
         while len(self._clients) > _MAX_CLIENTS:
             self._clients.popitem(last=False)
         if start_programme and self._timeshift is not None and self._listed:
-            return self._start_over()
-        return self._playlist
+            full, delta = self._start_over()
+            return delta if skip else full
+        return self._playlist_skip if skip else self._playlist
 
     @property
     def has_segments(self) -> bool:
@@ -364,3 +473,4 @@ class Muxer:
         self.ready.set()
         self.program_known.set()
         self._wake()
+        self.progress.close()

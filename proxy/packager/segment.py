@@ -101,19 +101,22 @@ class Segment:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
 
-    async def read(self) -> AsyncIterator[memoryview]:
-        """Every byte from the first, in pieces of at most :data:`READ_PIECE`, waiting for the ones not
-        yet appended."""
-        pos = 0
+    async def read(self, start: int = 0, end: int | None = None) -> AsyncIterator[memoryview]:
+        """Every byte from ``start`` (up to ``end``: an LL-HLS part), in pieces of at most
+        :data:`READ_PIECE`, waiting for the ones not yet appended."""
+        pos = start
         while True:
             if self.evicted:
                 raise SegmentGone(self.name)
+            if end is not None and pos >= end:
+                return
             if pos < self.size:
-                start = 0
+                base = 0
                 for chunk in self.chunks:
-                    end = start + len(chunk)
-                    if pos < end:
-                        view = memoryview(chunk)[pos - start :]
+                    top = base + len(chunk)
+                    if pos < top:
+                        stop = len(chunk) if end is None else min(len(chunk), end - base)
+                        view = memoryview(chunk)[pos - base : stop]
                         for off in range(0, len(view), READ_PIECE):
                             piece = view[off : off + READ_PIECE]
                             pos += len(piece)
@@ -121,7 +124,7 @@ class Segment:
                             if self.evicted:
                                 raise SegmentGone(self.name)
                         break
-                    start = end
+                    base = top
                 continue
             if self.complete:
                 return

@@ -1,4 +1,5 @@
-"""URLs of remuxed segments: ``/remux/remux.<channel>/<token>/<session>-<sequence>.ts``.
+"""URLs of remuxed segments: ``/remux/remux.<channel>/<token>/<session>-<sequence>.ts`` (and LL-HLS
+parts: ``<session>-<sequence>.<part>.ts``, signed the same way).
 
 The token is a :class:`~proxy.hls.tokens.TokenSigner` token (HMAC, expiring, bound to the scope
 ``remux.<channel>``) naming the segment's file name, so a URL opens that one segment of that
@@ -16,7 +17,8 @@ from typing import Final
 
 from proxy.hls.tokens import Target, TokenError, TokenSigner
 
-__all__ = ["PREFIX", "parse_segment_name", "remux_scope", "segment_uri", "verify_segment"]
+__all__ = ["PREFIX", "parse_part_name", "parse_segment_name", "part_name", "remux_scope", "segment_uri",
+           "verify_segment"]
 
 PREFIX: Final = "/remux"
 _NAME: Final = re.compile(r"([0-9a-f]{8})-([0-9]{1,12})\.ts")
@@ -45,3 +47,18 @@ def verify_segment(signer: TokenSigner, scope: str, token: str, name: str, *, no
     target = signer.verify(scope, token, now=now)
     if target.path_query != name:
         raise TokenError("scope")
+
+
+# -- LL-HLS parts: ``<session>-<sequence>.<part>.ts``, signed like segments (the token names the part)
+
+_PART_NAME: Final = re.compile(r"([0-9a-f]{8})-([0-9]{1,12})\.([0-9]{1,4})\.ts")
+
+
+def part_name(session: str, sequence: int, index: int) -> str:
+    return f"{session}-{sequence}.{index}.ts"
+
+
+def parse_part_name(name: str) -> tuple[str, int, int] | None:
+    """(session prefix, sequence, part index) of ``<session>-<sequence>.<part>.ts``; None otherwise."""
+    match = _PART_NAME.fullmatch(name)
+    return (match.group(1), int(match.group(2)), int(match.group(3))) if match else None

@@ -5,7 +5,8 @@
 - ``?start=programme`` (timeshift on): the playlist carries ``EXT-X-START`` at the current
   programme's start; the ``X-Start-Over`` header says whether the window held it.
 - ``GET /remux/remux.{channel}/{token}/{session}-{sequence}.ts``: a segment, sent chunk by chunk
-  while it is still being written; a timeshifted one that left memory is sent from its file.
+  while it is still being written (``...-{sequence}.{part}.ts``: an LL-HLS part,
+  ``ll_hls.py``); a timeshifted one that left memory is sent from its file.
   A segment that has left the store is 404; a token for
   another channel or segment, or an expired one, is 403.
 """
@@ -24,7 +25,8 @@ from proxy.keys import CONFIG_KEY, METRICS_KEY, REMUX_KEY, SIGNER_KEY
 from proxy.packager.manager import Mode
 from proxy.packager.muxer import Muxer
 from proxy.packager.segment import SegmentGone
-from proxy.packager.urls import PREFIX, parse_segment_name, verify_segment
+from proxy.packager.urls import PREFIX, parse_part_name, parse_segment_name, verify_segment
+from proxy.web import ll_hls
 from proxy.web.params import is_ascii_id
 from proxy.web.relay import PLAYLIST_TYPE, send
 
@@ -70,11 +72,14 @@ async def remux_playlist(request: web.Request, channel_id: int, mode: Mode, clie
     muxer = await request.app[REMUX_KEY].session(channel_id, mode)
     if muxer is None:
         return None
-    body = muxer.playlist(client, start_programme=start_over)
-    headers: dict[str, str] = {hdrs.CACHE_CONTROL: _PLAYLIST_CACHE_CONTROL}
+    if muxer.low_latency:
+        resp = await ll_hls.ll_playlist(request, muxer, client, start_programme=start_over)
+    else:
+        resp = web.Response(body=muxer.playlist(client, start_programme=start_over), content_type=PLAYLIST_TYPE,
+                            headers={hdrs.CACHE_CONTROL: _PLAYLIST_CACHE_CONTROL})
     if start_over:
-        headers[START_OVER_HEADER] = start_over_note(muxer)
-    return web.Response(body=body, content_type=PLAYLIST_TYPE, headers=headers)
+        resp.headers[START_OVER_HEADER] = start_over_note(muxer)
+    return resp
 
 
 def start_over_note(muxer: Muxer) -> str:
@@ -95,13 +100,17 @@ async def remux_segment(request: web.Request) -> web.StreamResponse:
     scope, token, name = (request.match_info[k] for k in ("scope", "token", "name"))
     kind, _, channel = scope.partition(".")
     parsed = parse_segment_name(name)
-    if kind != "remux" or not is_ascii_id(channel) or parsed is None:
+    part = parse_part_name(name) if parsed is None else None
+    if kind != "remux" or not is_ascii_id(channel) or (parsed is None and part is None):
         raise NotFound("no such segment")
     try:
         verify_segment(request.app[SIGNER_KEY], scope, token, name, now=time.time())
     except TokenError as exc:
         raise Forbidden(f"This segment URL is not valid ({exc.reason}); reload the playlist.") from None
     muxer = request.app[REMUX_KEY].find(int(channel))
+    if part is not None:
+        return await ll_hls.remux_part(request, muxer, *part)
+    assert parsed is not None
     segment = muxer.segment(*parsed) if muxer is not None else None
     if muxer is not None and segment is None:
         on_disk = muxer.segment_file(*parsed)
