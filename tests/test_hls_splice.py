@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from playwright.async_api import Page
 
 from proxy.emulator import Emulator
 from proxy.media.packets import NULL_PID, PACKET_SIZE, packet_pid
+from tests.browser import browser_fixture, page_fixture, page_watch_fixture  # noqa: F401
 from tests.conftest import EmulatorFactory, ProxyFactory
 from tests.players import FFMPEG, FFPROBE, PlayerLog, needs_ffmpeg, play_hls, run
 
@@ -173,3 +175,45 @@ async def test_segments_served_across_restarts_concatenate_into_one_stream(
         assert dts > last.get(stream, -1), (stream, last.get(stream), dts)
         last[stream] = dts
     assert len(last) == 2
+
+
+_HLSJS_PLAYER = """async (src) => {
+    await new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = "/ui/vendor/hls.min.js";
+        script.onload = resolve;
+        script.onerror = () => reject(new Error("hls.js did not load"));
+        document.head.appendChild(script);
+    });
+    const video = document.createElement("video");
+    video.id = "splice-video";
+    video.muted = true;
+    document.body.appendChild(video);
+    window.spliceErrors = [];
+    const hls = new Hls();
+    hls.on(Hls.Events.ERROR, (_event, data) => {
+        if (data.fatal) window.spliceErrors.push(`${data.type}: ${data.details}`);
+    });
+    hls.loadSource(src);
+    hls.attachMedia(video);
+    await video.play();
+}"""
+
+
+@pytest.mark.slow
+async def test_hlsjs_plays_on_across_an_expiry(emulator_factory: EmulatorFactory, proxy_factory: ProxyFactory,
+                                               page: Page) -> None:
+    emu = await emulator_factory(segment_seconds=1, initial_segments=3, transcode_ready_seconds=0.3)
+    proxy = await proxy_factory(emu, **{"hls.idle_timeout": 30})
+    await page.goto(str(proxy.make_url("/")))
+    await page.evaluate(_HLSJS_PLAYER, f"/live/{CHANNEL}.m3u8")
+    await page.wait_for_function("document.getElementById('splice-video').currentTime > 2", timeout=45_000)
+    started = emu.state.counters.transcodes_started
+    emu.state.expire_sessions()
+    at_expiry = await page.evaluate("document.getElementById('splice-video').currentTime")
+    await emu.state.wait_for(lambda: emu.state.counters.transcodes_started > started, seconds=30)
+    # 15 s more of the stream: through the old transcode's last segments and well into the new one's
+    await page.wait_for_function(f"document.getElementById('splice-video').currentTime > {at_expiry + 15}",
+                                 timeout=60_000)
+    assert await page.evaluate("window.spliceErrors") == []
+    assert not await page.evaluate("document.getElementById('splice-video').paused")

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Hashable
 import pytest
 from prometheus_client import CollectorRegistry
 
+from proxy.errors import UpstreamTooLarge
 from proxy.hls.continuity import Continuity
 from proxy.hls.segments import SegmentCache
 from proxy.media.library import MediaLibrary
@@ -191,3 +192,21 @@ async def test_audio_that_overlaps_the_old_end_is_cut_to_the_aac_frame(library: 
     # the first new frame plays right after the last old one: neither overlapping nor a gap
     join_step = frames[len(before)] - frames[len(before) - 1]
     assert frame // 2 <= join_step <= frame + frame // 2, join_step
+
+
+async def test_an_anchor_held_until_whole_is_still_bounded_by_the_segment_limit(library: MediaLibrary) -> None:
+    source = library.source("testcard")
+    cache = SegmentCache(cache_bytes=1 << 20, segment_max_bytes=100_000, metrics=Metrics(CollectorRegistry()))
+    continuity = Continuity()
+    upstream = Upstream()
+    upstream.data[key(1, 0)] = source.segment(0, SECONDS)
+    upstream.data[key(2, 0)] = source.segment(1, SECONDS) * 3  # over the limit
+    continuity.begin(SCOPE, 1, key(1, 0), upstream.opener(key(1, 0)))
+    await fetch(cache, continuity, upstream, 1, 0)
+    continuity.begin(SCOPE, 2, key(2, 0), upstream.opener(key(2, 0)))
+    k = key(2, 0)
+    body = await continuity.opener(cache, SCOPE, 2, k, upstream.opener(k))(0)
+    with pytest.raises(UpstreamTooLarge):
+        async for _ in body.iter_chunks():
+            pass
+    await cache.close()

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from proxy.asyncutil import Notifier
-from proxy.errors import ProxyError
+from proxy.errors import ProxyError, UpstreamTooLarge
 from proxy.media.rejoin import Join, SegmentRewriter, audio_ends
 from proxy.media.timeline import timeline_end
 from proxy.media.timestamps import ticks_between
@@ -63,6 +63,8 @@ Opener = Callable[[int], Awaitable[UpstreamBody]]
 
 class SegmentSource(Protocol):
     """What the continuity needs of the shared segment cache (``SegmentCache``)."""
+
+    segment_max_bytes: int
 
     def peek(self, key: Hashable) -> _Entry | None: ...
 
@@ -269,6 +271,10 @@ class _Job:
             self._splice.join.complete = True  # not MPEG-TS: the others pass unchanged too
 
     @property
+    def max_bytes(self) -> int:
+        return self._cache.segment_max_bytes
+
+    @property
     def rewriter(self) -> SegmentRewriter:
         assert self._rewriter is not None
         return self._rewriter
@@ -287,7 +293,13 @@ class _SplicedBody:
 
     async def iter_chunks(self, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         rewriter = self._job.rewriter
+        limit = self._job.max_bytes
+        received = 0
         async for chunk in self._body.iter_chunks(chunk_size):
+            # the anchor is held until it is whole: bound it here, before the cache sees any of it
+            received += len(chunk)
+            if received > limit:
+                raise UpstreamTooLarge("segment larger than hls.segment_max_bytes")
             out = rewriter.feed(chunk)
             if out:
                 yield out
