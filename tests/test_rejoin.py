@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Hashable
 import pytest
 from prometheus_client import CollectorRegistry
 
-from proxy.errors import UpstreamTooLarge
+from proxy.errors import NextPVRUnreachable, UpstreamTooLarge
 from proxy.hls.continuity import Continuity
 from proxy.hls.segments import SegmentCache
 from proxy.media.library import MediaLibrary
@@ -31,14 +31,17 @@ SECONDS = 2
 
 
 class MemoryBody:
-    """An upstream response from memory; ``gate`` holds its first byte back until set."""
+    """An upstream response from memory; ``gate`` holds its first byte back until set, ``break_at``
+    breaks the connection after that many bytes."""
 
-    def __init__(self, data: bytes, gate: asyncio.Event | None = None) -> None:
-        self.status = 200
+    def __init__(self, data: bytes, gate: asyncio.Event | None = None, *, offset: int = 0,
+                 break_at: int | None = None) -> None:
+        self.status = 206 if offset else 200
         self.content_type = "video/mp2t"
-        self.content_length = len(data)
-        self._data = data
+        self.content_length = len(data) - offset
+        self._data = data[offset:]
         self._gate = gate
+        self._break_at = break_at
 
     async def iter_chunks(self, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         if self._gate is not None:
@@ -46,6 +49,8 @@ class MemoryBody:
         # odd-sized pieces: packets arrive cut anywhere, as from a socket
         step = 1000
         for pos in range(0, len(self._data), step):
+            if self._break_at is not None and pos >= self._break_at:
+                raise NextPVRUnreachable("the connection to NextPVR broke")
             yield self._data[pos : pos + step]
 
     async def close(self) -> None:
@@ -60,13 +65,15 @@ class Upstream:
         self.gates: dict[Hashable, asyncio.Event] = {}
         self.opened: list[Hashable] = []
         self.changed = asyncio.Event()
+        #: key -> byte after which its first response breaks
+        self.breaks: dict[Hashable, int] = {}
 
     def opener(self, key: Hashable):  # type: ignore[no-untyped-def]
         async def open_(offset: int) -> MemoryBody:
-            assert offset == 0
             self.opened.append(key)
             self.changed.set()
-            return MemoryBody(self.data[key], self.gates.get(key))
+            return MemoryBody(self.data[key], self.gates.get(key), offset=offset,
+                              break_at=self.breaks.pop(key, None))
         return open_
 
 
@@ -85,8 +92,8 @@ async def fetch(cache: SegmentCache, continuity: Continuity, upstream: Upstream,
     return b"".join([chunk async for chunk in entry.iter_bytes()])
 
 
-async def two_generations(library: MediaLibrary, order: list[int], *, hold_anchor: bool = False
-                          ) -> tuple[list[bytes], list[bytes], Upstream]:
+async def two_generations(library: MediaLibrary, order: list[int], *, hold_anchor: bool = False,
+                          breaks: dict[Hashable, int] | None = None) -> tuple[list[bytes], list[bytes], Upstream]:
     """Generation 1 lists channel segments 10-12; generation 2 (a new transcode, which starts in
     the recent past as NextPVR's does) lists 11-13 and is fetched in ``order``."""
     source = library.source("testcard")
@@ -101,6 +108,7 @@ async def two_generations(library: MediaLibrary, order: list[int], *, hold_ancho
     old = [await fetch(cache, continuity, upstream, 1, n) for n in range(10, 13)]
     if hold_anchor:
         upstream.gates[key(2, 11)] = asyncio.Event()
+    upstream.breaks.update(breaks or {})
     continuity.begin(SCOPE, 2, key(2, 11), upstream.opener(key(2, 11)))
     tasks = {n: asyncio.create_task(fetch(cache, continuity, upstream, 2, n)) for n in order}
     if hold_anchor:
@@ -114,7 +122,7 @@ async def two_generations(library: MediaLibrary, order: list[int], *, hold_ancho
     await asyncio.gather(*tasks.values())
     # every segment of the new generation, from the cache now (the anchor too)
     new = [await fetch(cache, continuity, upstream, 2, n) for n in range(11, 14)]
-    assert upstream.opened.count(key(2, 11)) == 1
+    assert upstream.opened.count(key(2, 11)) == 1 + (key(2, 11) in (breaks or {}))
     await cache.close()
     return old, new, upstream
 
@@ -144,6 +152,14 @@ async def test_a_generation_continues_the_last_one_whatever_order_its_segments_a
         assert min(steps) > 0, pid
     # the new transcode started one segment back in time: its timeline now starts after the old one
     assert in_order[0] != library.source("testcard").segment(11, SECONDS)
+
+
+async def test_a_download_resumed_after_a_break_gives_the_same_bytes(library: MediaLibrary) -> None:
+    _, whole, _ = await two_generations(library, [11, 12, 13])
+    # the anchor breaks (it is held until whole: fetched again) and a later one resumes mid-packet
+    _, resumed, upstream = await two_generations(library, [11, 12, 13], breaks={key(2, 11): 5000, key(2, 12): 30500})
+    assert upstream.opened.count(key(2, 12)) == 2
+    assert resumed == whole
 
 
 async def test_segments_that_are_not_mpeg_ts_pass_unchanged(library: MediaLibrary) -> None:
