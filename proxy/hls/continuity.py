@@ -72,8 +72,6 @@ class SegmentSource(Protocol):
 
 
 class _Entry(Protocol):
-    done: bool
-
     def body(self) -> bytes: ...
 
     def iter_bytes(self) -> AsyncIterator[bytes]: ...

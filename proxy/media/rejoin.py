@@ -194,7 +194,7 @@ def _next_counters(data: Buffer) -> dict[int, int]:
     return following
 
 
-def rewrite_anchor(buf: bytearray, join: Join) -> None:
+def _rewrite_anchor(buf: bytearray, join: Join) -> None:
     """Fix ``join`` from the whole anchor segment ``buf`` and rewrite it."""
     base = join.base
     original_next = _next_counters(buf)
@@ -275,7 +275,7 @@ class SegmentRewriter:
         held, self._held = self._held, bytearray()
         whole = len(held) - len(held) % PACKET_SIZE
         buf = held[:whole]
-        rewrite_anchor(buf, self._join)
+        _rewrite_anchor(buf, self._join)
         self.first = first_timestamp(buf)
         return bytes(buf) + bytes(held[whole:])
 
