@@ -35,13 +35,14 @@ class MemoryBody:
     breaks the connection after that many bytes."""
 
     def __init__(self, data: bytes, gate: asyncio.Event | None = None, *, offset: int = 0,
-                 break_at: int | None = None) -> None:
+                 break_at: int | None = None, end_at: int | None = None) -> None:
         self.status = 206 if offset else 200
         self.content_type = "video/mp2t"
         self.content_length = len(data) - offset
         self._data = data[offset:]
         self._gate = gate
         self._break_at = break_at
+        self._end_at = end_at
 
     async def iter_chunks(self, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         if self._gate is not None:
@@ -51,6 +52,8 @@ class MemoryBody:
         for pos in range(0, len(self._data), step):
             if self._break_at is not None and pos >= self._break_at:
                 raise NextPVRUnreachable("the connection to NextPVR broke")
+            if self._end_at is not None and pos >= self._end_at:
+                return  # a clean end before Content-Length
             yield self._data[pos : pos + step]
 
     async def close(self) -> None:
@@ -67,13 +70,15 @@ class Upstream:
         self.changed = asyncio.Event()
         #: key -> byte after which its first response breaks
         self.breaks: dict[Hashable, int] = {}
+        #: key -> byte at which its first response ends early (cleanly)
+        self.shorts: dict[Hashable, int] = {}
 
     def opener(self, key: Hashable):  # type: ignore[no-untyped-def]
         async def open_(offset: int) -> MemoryBody:
             self.opened.append(key)
             self.changed.set()
             return MemoryBody(self.data[key], self.gates.get(key), offset=offset,
-                              break_at=self.breaks.pop(key, None))
+                              break_at=self.breaks.pop(key, None), end_at=self.shorts.pop(key, None))
         return open_
 
 
@@ -93,7 +98,8 @@ async def fetch(cache: SegmentCache, continuity: Continuity, upstream: Upstream,
 
 
 async def two_generations(library: MediaLibrary, order: list[int], *, hold_anchor: bool = False,
-                          breaks: dict[Hashable, int] | None = None) -> tuple[list[bytes], list[bytes], Upstream]:
+                          breaks: dict[Hashable, int] | None = None, shorts: dict[Hashable, int] | None = None
+                          ) -> tuple[list[bytes], list[bytes], Upstream]:
     """Generation 1 lists channel segments 10-12; generation 2 (a new transcode, which starts in
     the recent past as NextPVR's does) lists 11-13 and is fetched in ``order``."""
     source = library.source("testcard")
@@ -109,6 +115,7 @@ async def two_generations(library: MediaLibrary, order: list[int], *, hold_ancho
     if hold_anchor:
         upstream.gates[key(2, 11)] = asyncio.Event()
     upstream.breaks.update(breaks or {})
+    upstream.shorts.update(shorts or {})
     continuity.begin(SCOPE, 2, key(2, 11), upstream.opener(key(2, 11)))
     tasks = {n: asyncio.create_task(fetch(cache, continuity, upstream, 2, n)) for n in order}
     if hold_anchor:
@@ -122,7 +129,7 @@ async def two_generations(library: MediaLibrary, order: list[int], *, hold_ancho
     await asyncio.gather(*tasks.values())
     # every segment of the new generation, from the cache now (the anchor too)
     new = [await fetch(cache, continuity, upstream, 2, n) for n in range(11, 14)]
-    assert upstream.opened.count(key(2, 11)) == 1 + (key(2, 11) in (breaks or {}))
+    assert upstream.opened.count(key(2, 11)) == 1 + (key(2, 11) in {**(breaks or {}), **(shorts or {})})
     await cache.close()
     return old, new, upstream
 
@@ -160,6 +167,10 @@ async def test_a_download_resumed_after_a_break_gives_the_same_bytes(library: Me
     _, resumed, upstream = await two_generations(library, [11, 12, 13], breaks={key(2, 11): 5000, key(2, 12): 30500})
     assert upstream.opened.count(key(2, 12)) == 2
     assert resumed == whole
+    # an anchor that ends early without an error is fetched again, not joined from its second half
+    _, refetched, upstream = await two_generations(library, [11, 12, 13], shorts={key(2, 11): 30000})
+    assert upstream.opened.count(key(2, 11)) == 2
+    assert refetched == whole
 
 
 async def test_segments_that_are_not_mpeg_ts_pass_unchanged(library: MediaLibrary) -> None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from proxy.asyncutil import Notifier
-from proxy.errors import ProxyError, UpstreamTooLarge
+from proxy.errors import NextPVRUnreachable, ProxyError, UpstreamTooLarge
 from proxy.media.rejoin import Join, SegmentRewriter, audio_ends
 from proxy.media.timeline import timeline_end
 from proxy.media.timestamps import ticks_between
@@ -301,6 +301,10 @@ class _SplicedBody:
             out = rewriter.feed(chunk)
             if out:
                 yield out
+        if self.content_length is not None and received != self.content_length:
+            # said here, before the held bytes go out: the cache resumes from what it has, and an
+            # anchor (held whole) is fetched again rather than joined from its second half
+            raise NextPVRUnreachable("NextPVR ended the segment early")
         tail = rewriter.finish()
         if tail:
             yield tail
