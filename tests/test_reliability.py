@@ -7,7 +7,6 @@ Every client request here is bounded (``REQUEST_BOUND`` seconds); every wait is 
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import struct
 import time
@@ -300,8 +299,6 @@ async def test_viewers_leaving_every_way_give_every_tuner_back(emulator_factory:
 
 # -- a real player through faults ---------------------------------------------------------------
 
-_JOIN_NOISE = re.compile(r"non monotonically increasing dts to muxer in stream \d+")
-
 
 @needs_ffmpeg
 @pytest.mark.ffmpeg
@@ -334,10 +331,6 @@ async def test_ffmpeg_plays_thirty_seconds_while_faults_fire(emulator_factory: E
     result = await player
     assert result.returncode == 0, result.stderr
     assert emu.state.counters.restarts == 1
-    # The restart joins a new transcode behind an EXT-X-DISCONTINUITY. ffmpeg's HLS reader does not
-    # reset timestamps there, so its muxer complains about the few audio packets whose timestamps
-    # step back across the join; that is the marked discontinuity, and nothing else may appear.
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    at_join = [line for line in lines if _JOIN_NOISE.search(line)]
-    assert [line for line in lines if line not in at_join] == [], result.stderr
-    assert len(at_join) <= 8, result.stderr
+    # The restart joins a new transcode. ffmpeg's HLS reader ignores EXT-X-DISCONTINUITY, but the new
+    # transcode's segments continue the old timestamps and counters (hls/continuity.py): nothing at all
+    assert result.stderr == ""

@@ -15,15 +15,16 @@ import logging
 import re
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from yarl import URL
 
 from proxy.config import Config
 from proxy.errors import NextPVRUnparseable, NotFound
+from proxy.hls.continuity import Continuity
 from proxy.hls.rewrite import PlaylistError, PlaylistInfo, UriKind, UriSite, iter_rewrite
 from proxy.hls.scrub import LeakGuard
-from proxy.hls.segments import SegmentCache, SegmentEntry
+from proxy.hls.segments import Opener, SegmentCache, SegmentEntry
 from proxy.hls.stitch import Block, LivePlaylist, split_media_playlist
 from proxy.hls.tokens import ProxyUrlMapper, Target, TokenError, TokenSigner
 from proxy.hls.urls import TranscodeKey, split_hls_path
@@ -57,6 +58,8 @@ class TranscodeServices:
     origins: tuple[str, ...]
     #: what served playlists must not carry (origins, every sid held), current at each call
     leak_guard: Callable[[], LeakGuard]
+    #: joins a new generation's segments onto the previous one's timeline (continuity.py)
+    continuity: Continuity = field(default_factory=Continuity)
 
 
 def segment_key(scope: str, target: Target) -> Hashable:
@@ -109,6 +112,8 @@ class PlaylistRefresher:
         self._mapper: ProxyUrlMapper | None = None
         #: tag names whose removal was logged (bounded: logged once each, 64 at most)
         self._dropped_logged: set[str] = set()
+        #: the generation whose anchor segment was named to the continuity
+        self._anchored = -1
 
     @property
     def has_playlist(self) -> bool:
@@ -133,7 +138,7 @@ class PlaylistRefresher:
             if cached is None:
                 raise NotFound("this segment belongs to an earlier transcode; reload the playlist")
             return cached
-        return cache.get(key, functools.partial(self._open, target))
+        return cache.get(key, self._opener(key, target))
 
     async def child_playlist(self, target: Target) -> bytes:
         """A playlist referenced from a multivariant playlist, fetched and rewritten."""
@@ -174,10 +179,37 @@ class PlaylistRefresher:
         except ValueError as exc:
             raise NextPVRUnparseable(f"NextPVR's playlist for {self.scope} is malformed ({exc})") from exc
         fresh = self.live.update(self.generation, parsed)
+        if fresh and self._anchored != self.generation:
+            self._anchor(parsed.blocks, fresh[0], recorder.media)
         if fresh and self._s.config.hls.prefetch:
             self._prefetch(parsed.blocks, fresh, recorder.media, first=first)
 
     # -- opening segments ---------------------------------------------------------
+    def _opener(self, key: Hashable, target: Target) -> Opener:
+        """The cache's opener of a live segment: its bytes continue the previous generation's."""
+        return self._s.continuity.opener(self._s.cache, self.scope, target.generation, key,
+                                         functools.partial(self._open, target))
+
+    def _anchor(self, blocks: list[Block], first_seq: int, media: list[str]) -> None:
+        """Name the first segment listed for this generation: it fixes the splice (continuity.py)."""
+        if len(media) != len(blocks):
+            return
+        target = next((self._target_of(media[i]) for i, b in enumerate(blocks) if b.upstream_seq == first_seq),
+                      None)
+        if target is not None:
+            self._anchored = self.generation
+            self._s.continuity.begin(self.scope, self.generation, segment_key(self.scope, target),
+                                     functools.partial(self._open, target))
+
+    def _target_of(self, url: str) -> Target | None:
+        parsed = split_hls_path(url)
+        if parsed is None or parsed.scope != self.scope:
+            return None
+        try:
+            return self._s.signer.verify(self.scope, parsed.token, now=time.time())
+        except TokenError:
+            return None
+
     async def _open(self, target: Target, offset: int = 0) -> UpstreamStream:
         session = self._session()
         if session is None or self._mapper is None:
@@ -206,16 +238,11 @@ class PlaylistRefresher:
             return  # a URI line the recorder did not see as media; skip rather than guess
         by_seq = {b.upstream_seq: i for i, b in enumerate(blocks)}
         wanted = fresh[-_FIRST_PREFETCH:] if first else fresh
-        now = time.time()
         for seq in wanted:
-            parsed = split_hls_path(media[by_seq[seq]])
-            if parsed is None or parsed.scope != self.scope:
-                continue
-            try:
-                target = self._s.signer.verify(self.scope, parsed.token, now=now)
-            except TokenError:
-                continue
-            self._s.cache.prefetch(segment_key(self.scope, target), functools.partial(self._open, target))
+            target = self._target_of(media[by_seq[seq]])
+            if target is not None:
+                key = segment_key(self.scope, target)
+                self._s.cache.prefetch(key, self._opener(key, target))
 
     # -- fetching and rewriting ---------------------------------------------------
     def _new_mapper(self, sid: str, *, playback: float = 0.0) -> ProxyUrlMapper:

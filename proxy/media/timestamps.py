@@ -27,6 +27,7 @@ __all__ = [
     "read_pcr",
     "read_pes_timestamp",
     "shift_timestamps",
+    "ticks_between",
     "timestamp_fields",
     "write_pcr",
     "write_pes_timestamp",
@@ -47,6 +48,12 @@ FIELD_PCR: Final = 1
 
 
 # --------------------------------------------------------------------------------------------- timestamps
+
+
+def ticks_between(start: int, end: int) -> int:
+    """``end - start`` in 90 kHz ticks across the 33-bit wrap, as a signed difference."""
+    delta = (end - start) % TIMESTAMP_MODULUS
+    return delta - TIMESTAMP_MODULUS if delta > TIMESTAMP_MODULUS // 2 else delta
 
 
 def read_pes_timestamp(data: Buffer, offset: int) -> int:

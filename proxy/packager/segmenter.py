@@ -20,7 +20,7 @@ from typing import Final
 
 from proxy.media.analyzer import StreamAnalyzer
 from proxy.media.packets import PACKET_SIZE, PAT_PID, packet_pid
-from proxy.media.timestamps import CLOCK_HZ, TIMESTAMP_MODULUS, pes_timestamps
+from proxy.media.timestamps import CLOCK_HZ, pes_timestamps, ticks_between
 from proxy.packager.segment import Segment
 
 __all__ = ["Segmenter", "media_duration", "ticks_between"]
@@ -30,12 +30,6 @@ _EARLY: Final = 0.005
 #: a cut this far (in target durations, and at least seconds) after the segment start is a timestamp jump
 _JUMP_TARGETS: Final = 10
 _JUMP_SECONDS: Final = 60.0
-
-
-def ticks_between(start: int, end: int) -> int:
-    """``end - start`` in 90 kHz ticks across the 33-bit wrap, as a signed difference."""
-    delta = (end - start) % TIMESTAMP_MODULUS
-    return delta - TIMESTAMP_MODULUS if delta > TIMESTAMP_MODULUS // 2 else delta
 
 
 def _decode_time(data: bytes, offset: int) -> int | None:

@@ -17,19 +17,13 @@ Within one connection nothing is touched; the splice costs per-packet work only 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Final
 
 from proxy.media.packets import NULL_PID, PACKET_SIZE, packet_pid
-from proxy.media.timestamps import pes_timestamps, shift_timestamps
-from proxy.packager.segmenter import ticks_between
+from proxy.media.timeline import NULL_PACKET, TimelineEnd, join_offset, timeline_end
+from proxy.media.timestamps import pes_timestamps, shift_timestamps, ticks_between
 
 __all__ = ["Splicer", "TimelineEnd", "drop_unfinished", "timeline_end"]
-
-_NULL_PACKET: Final = bytes((0x47, 0x1F, 0xFF, 0x10)) + b"\xff" * (PACKET_SIZE - 4)
-
 
 def drop_unfinished(data: bytes, pids: Iterable[int]) -> bytes:
     """``data`` with the last PES of each of ``pids`` replaced by null packets (same length).
@@ -51,42 +45,8 @@ def drop_unfinished(data: bytes, pids: Iterable[int]) -> bytes:
     for off in range(min(last.values()), size, PACKET_SIZE):
         pid = packet_pid(buf, off)
         if pid in last and off >= last[pid]:
-            buf[off : off + PACKET_SIZE] = _NULL_PACKET
+            buf[off : off + PACKET_SIZE] = NULL_PACKET
     return bytes(buf)
-
-
-@dataclass(slots=True)
-class TimelineEnd:
-    """Where the bytes sent so far stop, per PID."""
-
-    #: the continuity counter the next payload packet of each PID must carry
-    next_cc: dict[int, int] = field(default_factory=dict)
-    #: PID -> (largest DTS, largest PTS, one frame's ticks)
-    last: dict[int, tuple[int, int, int]] = field(default_factory=dict)
-
-
-def timeline_end(chunks: Iterable[bytes]) -> TimelineEnd:
-    end = TimelineEnd()
-    times: dict[int, list[tuple[int, int]]] = {}
-    for data in chunks:
-        for off in range(0, len(data) - len(data) % PACKET_SIZE, PACKET_SIZE):
-            pid = packet_pid(data, off)
-            if pid == NULL_PID:
-                continue
-            b3 = data[off + 3]
-            # a packet without payload repeats its PID's counter: either way the next payload gets +1
-            end.next_cc[pid] = ((b3 & 0x0F) + 1) & 0x0F
-            if data[off + 1] & 0x40:
-                pts, dts = pes_timestamps(data, off)
-                if pts is not None:
-                    times.setdefault(pid, []).append((pts if dts is None else dts, pts))
-    for pid, stamps in times.items():
-        steps = [ticks_between(a[0], b[0]) for a, b in itertools.pairwise(stamps)]
-        step = min((s for s in steps if s > 0), default=0)
-        last_dts = max((d for d, _ in stamps), key=lambda d: ticks_between(stamps[0][0], d))
-        last_pts = max((p for _, p in stamps), key=lambda p: ticks_between(stamps[0][1], p))
-        end.last[pid] = (last_dts, last_pts, step)
-    return end
 
 
 class Splicer:
@@ -130,14 +90,9 @@ class Splicer:
         pts, dts = pes_timestamps(packets, keyframe)
         if pts is None:
             return False
-        new_dts = pts if dts is None else dts
         old = self._end.last.get(video_pid)
-        if old is None:
-            self.offset = 0
-        else:
-            old_dts, old_pts, step = old
-            # decode one frame after the old last frame, and never present before its last picture
-            self.offset = max(ticks_between(new_dts, old_dts + step), ticks_between(pts, old_pts + step))
+        # decode one frame after the old last frame, and never present before its last picture
+        self.offset = 0 if old is None else join_offset(old, pts, dts)
         self._waiting_audio = {}
         for pid in audio_pids:
             if pid in self._end.last:
@@ -160,7 +115,7 @@ class Splicer:
                     if pts is not None and ticks_between(waiting[pid], pts) >= 0:
                         del waiting[pid]
                 if pid in waiting:
-                    buf[off : off + PACKET_SIZE] = _NULL_PACKET
+                    buf[off : off + PACKET_SIZE] = NULL_PACKET
                     continue
             delta = deltas.get(pid)
             b3 = buf[off + 3]
