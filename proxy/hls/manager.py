@@ -1,7 +1,11 @@
 """The registry of running transcodes: scope -> :class:`Transcode`.
 
 Starting is single-flight (concurrent first viewers of a channel share one start) and
-bounded by the NextPVR session pool. When a live transcode stops, where its playlist
+bounded by the NextPVR session pool. A start runs in a task of the manager, not of the
+first request: a client that leaves does not cancel it for the others, and a start that
+every requester left is stopped as soon as it is done (the proxy initiated it: NextPVR
+would hold the tuner for 15-20 s otherwise). One start task per scope; ``close`` cancels
+and awaits them. When a live transcode stops, where its playlist
 numbering left off is kept (bounded), so the next transcode of the same scope continues it
 for players still holding the old playlist.
 """
@@ -13,7 +17,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 
-from proxy.asyncutil import Notifier, SingleFlight
+from proxy.asyncutil import Notifier, OwnedFlight
 from proxy.config import Config
 from proxy.errors import ServiceUnavailable
 from proxy.hls.refresher import TranscodeServices
@@ -52,7 +56,7 @@ class TranscodeManager:
             origins=(config.nextpvr.base_url.rstrip("/"), *config.nextpvr.extra_origins),
             leak_guard=self.leak_guard)
         self._running: dict[str, Transcode] = {}
-        self._starts: SingleFlight[str, Transcode] = SingleFlight()
+        self._starts: OwnedFlight[str, Transcode] = OwnedFlight("start")
         #: where each recently stopped live playlist left off (scope -> next sequence, discontinuities)
         self._continuations: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._closing = False
@@ -93,6 +97,9 @@ class TranscodeManager:
         if carry_on is not None:
             transcode.live.seed(*carry_on)
         await transcode.start()
+        if self._closing or not self._starts.waiters(key.scope):
+            await transcode.stop("every client that asked for it left during the start")
+            raise ServiceUnavailable("every client that asked for this stream left during its start")
         self._running[key.scope] = transcode
         self._changes.notify()
         log.info("%s: transcode running (generation %d)", key.scope, transcode.generation)
@@ -118,5 +125,6 @@ class TranscodeManager:
     async def close(self) -> None:
         """Stop every transcode (frees NextPVR's tuners)."""
         self._closing = True
+        await self._starts.cancel_all()
         await asyncio.gather(*(t.stop("shutdown") for t in list(self._running.values())),
                              return_exceptions=True)

@@ -231,7 +231,8 @@ class PlaylistRefresher:
     async def _fetch(self, url: URL) -> tuple[str, str]:
         fetched = await fetch_transcode_playlist(
             self._s.client, self._s.metrics, url, kind=self.key.kind,
-            max_bytes=self._s.config.hls.playlist_max_bytes, what=self.scope, profile=self.key.profile)
+            max_bytes=self._s.config.hls.playlist_max_bytes, total=self._s.config.nextpvr.timeouts.api_total,
+            what=self.scope, profile=self.key.profile)
         return fetched.text, fetched.base
 
     async def _rewrite(self, text: str, base: str, mapper: Callable[[str, UriSite], str | None]
