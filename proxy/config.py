@@ -145,6 +145,9 @@ class HLSConfig:
     segment_max_bytes: Bytes = 64 * _MIB
     #: an upstream playlist larger than this is refused (502) instead of buffered
     playlist_max_bytes: Bytes = 16 * _MIB
+    #: an upstream playlist listing more segments than this is refused (502): with the byte limit
+    #: (which also bounds the rewritten playlist) it bounds the work and memory one playlist costs
+    playlist_max_segments: int = 50_000
     #: fetch new live segments as soon as they are listed, before a viewer asks
     prefetch: bool = True
     #: times a lost transcode is restarted before viewers get an error
@@ -503,6 +506,8 @@ class _Loader:
             self.fail("hls.profile", f"expected one of hls.profiles {list(cfg.hls.profiles)}")
         if cfg.recordings.hls_profile is not None and cfg.recordings.hls_profile not in cfg.hls.profiles:
             self.fail("recordings.hls_profile", f"expected one of hls.profiles {list(cfg.hls.profiles)}")
+        if not 1 <= cfg.hls.playlist_max_segments <= 1_000_000:
+            self.fail("hls.playlist_max_segments", "expected an integer between 1 and 1000000")
         if cfg.hls.status_poll_interval <= 0:
             self.fail("hls.status_poll_interval", "expected a duration above 0")
         if cfg.hls.keepalive_interval <= 0 or cfg.hls.keepalive_interval >= 15:

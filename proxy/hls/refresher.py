@@ -10,6 +10,7 @@ playlist and prefetches the new segments. Requests are answered from what it pre
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import re
@@ -21,6 +22,7 @@ from yarl import URL
 
 from proxy.config import Config
 from proxy.errors import NextPVRUnparseable, NotFound
+from proxy.hls.budget import OutputBudget, Tail, check_counts, unseen_tail
 from proxy.hls.rewrite import PlaylistError, PlaylistInfo, UriKind, UriSite, iter_rewrite
 from proxy.hls.scrub import LeakGuard
 from proxy.hls.segments import SegmentCache, SegmentEntry
@@ -157,7 +159,8 @@ class PlaylistRefresher:
         text, base = await self._fetch(self._s.client.transcode_playlist_url(sid, self.key.kind))
         playback = _listed_seconds(text) if self.key.kind == "recording" else 0.0
         recorder = _MediaRecorder(self._new_mapper(sid, playback=playback))
-        rewritten, info = await self._rewrite(text, base, recorder)
+        tail = self._unseen_tail(text)
+        rewritten, info = await self._rewrite(tail.text if tail is not None else text, base, recorder)
         if info.target_duration:
             self.target_duration = info.target_duration
         if info.is_master:
@@ -173,9 +176,23 @@ class PlaylistRefresher:
             parsed = split_media_playlist(rewritten)
         except ValueError as exc:
             raise NextPVRUnparseable(f"NextPVR's playlist for {self.scope} is malformed ({exc})") from exc
-        fresh = self.live.update(self.generation, parsed)
+        merged = parsed
+        if tail is not None:
+            # the segments cut off before the rewrite are merged already: they only say "still listed"
+            merged = dataclasses.replace(parsed, blocks=[*tail.skipped, *parsed.blocks],
+                                         media_sequence=tail.media_sequence,
+                                         discontinuity_sequence=tail.discontinuity_sequence)
+        fresh = self.live.update(self.generation, merged)
         if fresh and self._s.config.hls.prefetch:
             self._prefetch(parsed.blocks, fresh, recorder.media, first=first)
+
+    def _unseen_tail(self, text: str) -> Tail | None:
+        """The part of a live playlist not merged yet (a growing EVENT playlist is rewritten line
+        by line once, not whole at every refresh); None: rewrite all of it."""
+        if self.is_vod or "#EXT-X-ENDLIST" in text:
+            return None  # a finished playlist is kept whole (VOD index, bytes served as they are)
+        known = {up for _seq, generation, up in self.live.segments() if generation == self.generation}
+        return unseen_tail(text, known) if known else None
 
     # -- opening segments ---------------------------------------------------------
     async def _open(self, target: Target, offset: int = 0) -> UpstreamStream:
@@ -233,6 +250,7 @@ class PlaylistRefresher:
             self._s.client, self._s.metrics, url, kind=self.key.kind,
             max_bytes=self._s.config.hls.playlist_max_bytes, total=self._s.config.nextpvr.timeouts.api_total,
             what=self.scope, profile=self.key.profile)
+        check_counts(fetched.text, max_segments=self._s.config.hls.playlist_max_segments, what=self.scope)
         return fetched.text, fetched.base
 
     async def _rewrite(self, text: str, base: str, mapper: Callable[[str, UriSite], str | None]
@@ -243,6 +261,7 @@ class PlaylistRefresher:
         job = iter_rewrite(text, base, mapper, lines_per_chunk=250, guard=self._s.leak_guard(),
                            passthrough_schemes=self._s.config.hls.passthrough_schemes)
         parts: list[str] = []
+        budget = OutputBudget(self._s.config.hls.playlist_max_bytes, what=self.scope)
         spent = 0.0
         try:
             chunks = job.chunks()
@@ -252,6 +271,7 @@ class PlaylistRefresher:
                 spent += time.perf_counter() - t0
                 if part is None:
                     break
+                budget.spend(part)
                 parts.append(part)
                 if len(text) > 65536:
                     await asyncio.sleep(0)

@@ -221,9 +221,15 @@ class Transcode:
 
     async def _new_generation(self) -> None:
         assert self.session is not None
-        self._initiated = True
-        await self._s.client.transcode_initiate(self.session, self.key.kind, self.key.target_id,
-                                                self.key.profile)
+        first = not self._initiated
+        self._initiated = True  # set before the answer: a start cancelled meanwhile still stops it
+        try:
+            await self._s.client.transcode_initiate(self.session, self.key.kind, self.key.target_id,
+                                                    self.key.profile)
+        except (NoTunerAvailable, TranscodeFailed):
+            if first:
+                self._initiated = False  # NextPVR said no: nothing of ours runs
+            raise
         self.media.generation = next(_GENERATIONS)
         await self._wait_ready()
         deadline = time.monotonic() + self._hls.start_timeout
