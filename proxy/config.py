@@ -537,6 +537,9 @@ class _Loader:
                 self.fail(f"auth.api_keys[{i}]", "expected at least 8 characters")
         if cfg.auth.admin_key is not None and len(cfg.auth.admin_key) < 8:
             self.fail("auth.admin_key", "expected at least 8 characters")
+        if cfg.auth.token_ttl < 30:
+            self.fail("auth.token_ttl", "expected at least 30 s: a served playlist's segment URLs must stay "
+                      "valid for a few target durations (NextPVR's segments are 2-10 s)")
         if not 0 <= cfg.auth.token_cache_entries <= 1_000_000:
             self.fail("auth.token_cache_entries", "expected an integer between 0 and 1000000")
         if cfg.auth.token_secret is not None and len(cfg.auth.token_secret) < 16:

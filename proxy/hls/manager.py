@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -49,12 +50,14 @@ class TranscodeManager:
         self.cache = cache
         self.metrics = metrics
         self.vod_index = VodIndex(signer, max_generations=_VOD_GENERATIONS)
+        #: the wall clock segment tokens are minted by (a test moves it to check their expiry)
+        self.clock: Callable[[], float] = time.time
         self._guard: tuple[int, LeakGuard] | None = None
         self._services = TranscodeServices(
             config=config, client=client, signer=signer, cache=cache, metrics=metrics,
             vod_index=self.vod_index,
             origins=(config.nextpvr.base_url.rstrip("/"), *config.nextpvr.extra_origins),
-            leak_guard=self.leak_guard)
+            leak_guard=self.leak_guard, clock=lambda: self.clock())
         self._running: dict[str, Transcode] = {}
         self._starts: OwnedFlight[str, Transcode] = OwnedFlight("start")
         #: where each recently stopped live playlist left off (scope -> next sequence, discontinuities)

@@ -23,6 +23,7 @@ from yarl import URL
 from proxy.config import Config
 from proxy.errors import NextPVRUnparseable, NotFound
 from proxy.hls.budget import OutputBudget, Tail, check_counts, unseen_tail
+from proxy.hls.expiry import renew_tokens, rounded_expiry
 from proxy.hls.rewrite import PlaylistError, PlaylistInfo, UriKind, UriSite, iter_rewrite
 from proxy.hls.scrub import LeakGuard
 from proxy.hls.segments import SegmentCache, SegmentEntry
@@ -59,6 +60,8 @@ class TranscodeServices:
     origins: tuple[str, ...]
     #: what served playlists must not carry (origins, every sid held), current at each call
     leak_guard: Callable[[], LeakGuard]
+    #: the wall clock (Unix seconds) tokens are minted and renewed by
+    clock: Callable[[], float] = time.time
 
 
 def segment_key(scope: str, target: Target) -> Hashable:
@@ -109,6 +112,8 @@ class PlaylistRefresher:
         self.is_vod = False
         self.target_duration = 2
         self._mapper: ProxyUrlMapper | None = None
+        #: the earliest expiry of the tokens in the stitched live playlist (None: nothing listed)
+        self._listed_expires: int | None = None
         #: tag names whose removal was logged (bounded: logged once each, 64 at most)
         self._dropped_logged: set[str] = set()
 
@@ -117,7 +122,16 @@ class PlaylistRefresher:
         return self.vod is not None or self.live.last_sequence is not None
 
     def body(self) -> bytes:
-        return self.vod if self.vod is not None else self.live.render()
+        if self.vod is not None:
+            return self.vod
+        ttl = self._s.config.auth.token_ttl
+        now = self._s.clock()
+        if self._listed_expires is not None and self._listed_expires < now + ttl:
+            # a segment listed for long: its URL must still be valid token_ttl after this playlist
+            expires = rounded_expiry(now, ttl)
+            self.live.renew(lambda line: renew_tokens(line, self._s.signer, self.scope, expires))
+            self._listed_expires = expires
+        return self.live.render()
 
     def segment(self, target: Target) -> SegmentEntry:
         """The (shared) download of a segment this transcode listed."""
@@ -183,6 +197,9 @@ class PlaylistRefresher:
                                          media_sequence=tail.media_sequence,
                                          discontinuity_sequence=tail.discontinuity_sequence)
         fresh = self.live.update(self.generation, merged)
+        if fresh:
+            minted = recorder.inner.expires
+            self._listed_expires = minted if self._listed_expires is None else min(self._listed_expires, minted)
         if fresh and self._s.config.hls.prefetch:
             self._prefetch(parsed.blocks, fresh, recorder.media, first=first)
 
@@ -238,9 +255,10 @@ class PlaylistRefresher:
     def _new_mapper(self, sid: str, *, playback: float = 0.0) -> ProxyUrlMapper:
         # a VOD player fetches its playlist once and its last segment hours later: its tokens must
         # outlive the playback (``playback`` seconds) by the configured lifetime
-        ttl = int(self._s.config.auth.token_ttl + playback)
+        # rounded up (expiry.py): every viewer gets the same URL for a segment for up to an hour
+        expires = rounded_expiry(self._s.clock(), self._s.config.auth.token_ttl + playback)
         mapper = ProxyUrlMapper(self._s.signer, scope=self.scope, generation=self.generation,
-                                expires=int(time.time()) + ttl, origins=self._s.origins, secrets=[sid],
+                                expires=expires, origins=self._s.origins, secrets=[sid],
                                 forbidden_names=self._s.leak_guard().needles)
         self._mapper = mapper
         return mapper

@@ -257,6 +257,15 @@ class LivePlaylist:
         self._rendered = None
         return fresh
 
+    def renew(self, change: Callable[[str], str]) -> None:
+        """Apply ``change`` to every stored line (``expiry.renew_tokens``: the one exception to "a
+        listed segment keeps its URI", for URLs that would otherwise expire while listed)."""
+        for seg in self._segs:
+            seg.text = change(seg.text)
+        self._header = [change(line) for line in self._header]
+        self._trailer = [change(line) for line in self._trailer]
+        self._rendered = None
+
     def render(self) -> bytes:
         if self._rendered is not None:
             return self._rendered

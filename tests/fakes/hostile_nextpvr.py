@@ -10,7 +10,8 @@ arrived and how many playlist fetches are still open. Behaviours, each off by de
   as after a NextPVR restart) or ``"404"`` (the transcode is gone), one entry per fetch;
 - ``drip_interval``: playlists are sent one byte every so many seconds (a slow drip);
 - ``playlist``: the playlist bytes to serve instead of the generated live playlist (huge ones);
-- ``child_faults``: the same as ``playlist_faults`` for the child playlist of a multivariant one.
+- ``child_faults``: the same as ``playlist_faults`` for the child playlist of a multivariant one;
+- ``drip_methods``: API methods whose answers are dripped like playlists (``drip_interval``).
 
 Request lines carry sids: start its server with ``access_log=None``.
 """
@@ -43,6 +44,7 @@ class HostileNextPVR(FakeNextPVR):
     playlist_faults: list[str] = field(default_factory=list)
     child_faults: list[str] = field(default_factory=list)
     drip_interval: float | None = None
+    drip_methods: set[str] = field(default_factory=set)
     playlist: bytes | None = None
     #: sessions whose transcode runs (a tuner each)
     running: set[str] = field(default_factory=set)
@@ -89,7 +91,11 @@ class HostileNextPVR(FakeNextPVR):
         return ok(req)
 
     async def _status(self, req: FakeRequest) -> web.StreamResponse:
-        return xml("<percentage>100</percentage><final>true</final>")
+        answer = xml("<percentage>100</percentage><final>true</final>")
+        if req.method in self.drip_methods:
+            assert isinstance(answer.body, bytes)
+            return await self._send(req.request, answer.body)
+        return answer
 
     async def _stop(self, req: FakeRequest) -> web.StreamResponse:
         self.stops += 1
