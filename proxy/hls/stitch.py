@@ -24,13 +24,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["LivePlaylist", "ParsedMedia", "SequenceReset", "split_media_playlist"]
+__all__ = ["SEGMENT_TAGS", "LivePlaylist", "ParsedMedia", "SequenceReset", "split_media_playlist"]
 
 # Tags that belong to the next media segment: a block starts at the first of them.
 _SEGMENT_TAGS = (
     "#EXTINF", "#EXT-X-BYTERANGE", "#EXT-X-KEY", "#EXT-X-MAP", "#EXT-X-PROGRAM-DATE-TIME",
     "#EXT-X-DATERANGE", "#EXT-X-GAP", "#EXT-X-BITRATE", "#EXT-X-PART:", "#EXT-X-CUE",
 )
+#: (public for ``budget.unseen_tail``, which finds the same block starts without splitting)
+SEGMENT_TAGS = _SEGMENT_TAGS
 _DISCONTINUITY = "#EXT-X-DISCONTINUITY"
 _REPLACED_HEADER = ("#EXT-X-MEDIA-SEQUENCE:", "#EXT-X-DISCONTINUITY-SEQUENCE:", "#EXT-X-TARGETDURATION:")
 
