@@ -91,7 +91,14 @@ class TranscodeManager:
         running = self._running.get(key.scope)
         if running is not None and running.state not in (State.FAILED, State.STOPPED):
             return running
-        return await self._starts.run(key.scope, lambda: self._start(key))
+        try:
+            return await self._starts.run(key.scope, lambda: self._start(key))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and not task.cancelling():
+                # the start was cancelled under this waiter (shutdown), not the waiter itself: a status
+                raise ServiceUnavailable("the proxy is shutting down") from None
+            raise
 
     async def _start(self, key: TranscodeKey) -> Transcode:
         transcode = Transcode(key, self._services, on_stopped=self._stopped,
