@@ -74,7 +74,7 @@ class TimeoutConfig:
     connect: Seconds = 5.0
     #: longest silence between two reads of an answer or a stream (never a total on streams)
     read: Seconds = 20.0
-    #: total time for one API call (``/service?method=...``); streams have none
+    #: total time for one API call (``/service?method=...``) or transcode playlist fetch; streams have none
     api_total: Seconds = 30.0
 
 
@@ -133,7 +133,7 @@ class HLSConfig:
     profiles: tuple[str, ...] = ("1080p", "720p", "576p", "504p", "480p", "360p", "240p", "144p")
     #: interval between channel.transcode.status polls while a transcode starts
     status_poll_interval: Seconds = 0.1
-    #: give up on a transcode that is not ready after this long
+    #: give up on a transcode start (initiate, status polls, first playlist) after this long in total
     start_timeout: Seconds = 60.0
     #: keep-alive for the transcode while anyone watches (NextPVR drops it after ~15 s)
     keepalive_interval: Seconds = 5.0
