@@ -75,7 +75,7 @@ class TimeoutConfig:
     connect: Seconds = 5.0
     #: longest silence between two reads of an answer or a stream (never a total on streams)
     read: Seconds = 20.0
-    #: total time for one API call (``/service?method=...``); streams have none
+    #: total time for one API call (``/service?method=...``) or transcode playlist fetch; streams have none
     api_total: Seconds = 30.0
 
 
@@ -147,7 +147,7 @@ class HLSConfig:
     profiles: tuple[str, ...] = ("1080p", "720p", "576p", "504p", "480p", "360p", "240p", "144p")
     #: interval between channel.transcode.status polls while a transcode starts
     status_poll_interval: Seconds = 0.1
-    #: give up on a transcode that is not ready after this long
+    #: give up on a transcode start (initiate, status polls, first playlist) after this long in total
     start_timeout: Seconds = 60.0
     #: keep-alive for the transcode while anyone watches (NextPVR drops it after ~15 s)
     keepalive_interval: Seconds = 5.0
@@ -159,6 +159,9 @@ class HLSConfig:
     segment_max_bytes: Bytes = 64 * _MIB
     #: an upstream playlist larger than this is refused (502) instead of buffered
     playlist_max_bytes: Bytes = 16 * _MIB
+    #: an upstream playlist listing more segments than this is refused (502): with the byte limit
+    #: (which also bounds the rewritten playlist) it bounds the work and memory one playlist costs
+    playlist_max_segments: int = 50_000
     #: fetch new live segments as soon as they are listed, before a viewer asks
     prefetch: bool = True
     #: times a lost transcode is restarted before viewers get an error
@@ -535,6 +538,8 @@ class _Loader:
             self.fail("hls.profile", f"expected one of hls.profiles {list(cfg.hls.profiles)}")
         if cfg.recordings.hls_profile is not None and cfg.recordings.hls_profile not in cfg.hls.profiles:
             self.fail("recordings.hls_profile", f"expected one of hls.profiles {list(cfg.hls.profiles)}")
+        if not 1 <= cfg.hls.playlist_max_segments <= 1_000_000:
+            self.fail("hls.playlist_max_segments", "expected an integer between 1 and 1000000")
         if cfg.hls.status_poll_interval <= 0:
             self.fail("hls.status_poll_interval", "expected a duration above 0")
         if cfg.hls.keepalive_interval <= 0 or cfg.hls.keepalive_interval >= 15:
@@ -573,6 +578,9 @@ class _Loader:
                 self.fail(f"auth.api_keys[{i}]", "expected at least 8 characters")
         if cfg.auth.admin_key is not None and len(cfg.auth.admin_key) < 8:
             self.fail("auth.admin_key", "expected at least 8 characters")
+        if cfg.auth.token_ttl < 30:
+            self.fail("auth.token_ttl", "expected at least 30 s: a served playlist's segment URLs must stay "
+                      "valid for a few target durations (NextPVR's segments are 2-10 s)")
         if not 0 <= cfg.auth.token_cache_entries <= 1_000_000:
             self.fail("auth.token_cache_entries", "expected an integer between 0 and 1000000")
         if cfg.auth.token_secret is not None and len(cfg.auth.token_secret) < 16:

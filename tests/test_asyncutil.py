@@ -114,3 +114,45 @@ async def test_notifier_wakes_waiters_until_their_predicate_holds() -> None:
 async def test_notifier_returns_at_once_when_the_predicate_already_holds() -> None:
     async with asyncio.timeout(5):
         await Notifier().wait_for(lambda: True)
+
+
+async def test_owned_flight_runs_on_when_a_caller_leaves_and_counts_the_waiters() -> None:
+    from proxy.asyncutil import OwnedFlight
+
+    flight: OwnedFlight[str, int] = OwnedFlight("start")
+    release = asyncio.Event()
+    seen_waiters: list[int] = []
+
+    async def start() -> int:
+        await release.wait()
+        seen_waiters.append(flight.waiters("a"))
+        return 7
+
+    first = asyncio.create_task(flight.run("a", start))
+    second = asyncio.create_task(flight.run("a", start))
+    await asyncio.sleep(0)  # let both callers reach run(); not a timing wait
+    assert flight.waiters("a") == 2 and len(flight) == 1
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert flight.waiters("a") == 1
+    release.set()
+    assert await second == 7  # the run was not cancelled with its first caller
+    assert seen_waiters == [1] and len(flight) == 0
+
+
+async def test_owned_flight_cancel_all_ends_every_run() -> None:
+    from proxy.asyncutil import OwnedFlight
+
+    flight: OwnedFlight[str, int] = OwnedFlight("start")
+
+    async def forever() -> int:
+        await asyncio.Event().wait()
+        return 0
+
+    caller = asyncio.create_task(flight.run("a", forever))
+    await asyncio.sleep(0)
+    await flight.cancel_all()
+    assert len(flight) == 0
+    with pytest.raises(asyncio.CancelledError):
+        await caller

@@ -1,7 +1,11 @@
 """The registry of running transcodes: scope -> :class:`Transcode`.
 
 Starting is single-flight (concurrent first viewers of a channel share one start) and
-bounded by the NextPVR session pool. When a live transcode stops, where its playlist
+bounded by the NextPVR session pool. A start runs in a task of the manager, not of the
+first request: a client that leaves does not cancel it for the others, and a start that
+every requester left is stopped as soon as it is done (the proxy initiated it: NextPVR
+would hold the tuner for 15-20 s otherwise). One start task per scope; ``close`` cancels
+and awaits them. When a live transcode stops, where its playlist
 numbering left off is kept (bounded), so the next transcode of the same scope continues it
 for players still holding the old playlist.
 """
@@ -10,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from proxy.asyncutil import Notifier, SingleFlight
+from proxy.asyncutil import Notifier, OwnedFlight
 from proxy.config import Config
 from proxy.errors import ServiceUnavailable
 from proxy.hls.refresher import TranscodeServices
@@ -45,14 +50,16 @@ class TranscodeManager:
         self.cache = cache
         self.metrics = metrics
         self.vod_index = VodIndex(signer, max_generations=_VOD_GENERATIONS)
+        #: the wall clock segment tokens are minted by (a test moves it to check their expiry)
+        self.clock: Callable[[], float] = time.time
         self._guard: tuple[int, LeakGuard] | None = None
         self._services = TranscodeServices(
             config=config, client=client, signer=signer, cache=cache, metrics=metrics,
             vod_index=self.vod_index,
             origins=(config.nextpvr.base_url.rstrip("/"), *config.nextpvr.extra_origins),
-            leak_guard=self.leak_guard)
+            leak_guard=self.leak_guard, clock=lambda: self.clock())
         self._running: dict[str, Transcode] = {}
-        self._starts: SingleFlight[str, Transcode] = SingleFlight()
+        self._starts: OwnedFlight[str, Transcode] = OwnedFlight("start")
         #: where each recently stopped live playlist left off (scope -> next sequence, discontinuities)
         self._continuations: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._closing = False
@@ -84,7 +91,14 @@ class TranscodeManager:
         running = self._running.get(key.scope)
         if running is not None and running.state not in (State.FAILED, State.STOPPED):
             return running
-        return await self._starts.run(key.scope, lambda: self._start(key))
+        try:
+            return await self._starts.run(key.scope, lambda: self._start(key))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and not task.cancelling():
+                # the start was cancelled under this waiter (shutdown), not the waiter itself: a status
+                raise ServiceUnavailable("the proxy is shutting down") from None
+            raise
 
     async def _start(self, key: TranscodeKey) -> Transcode:
         transcode = Transcode(key, self._services, on_stopped=self._stopped,
@@ -93,6 +107,9 @@ class TranscodeManager:
         if carry_on is not None:
             transcode.live.seed(*carry_on)
         await transcode.start()
+        if self._closing or not self._starts.waiters(key.scope):
+            await transcode.stop("every client that asked for it left during the start")
+            raise ServiceUnavailable("every client that asked for this stream left during its start")
         self._running[key.scope] = transcode
         self._changes.notify()
         log.info("%s: transcode running (generation %d)", key.scope, transcode.generation)
@@ -118,5 +135,6 @@ class TranscodeManager:
     async def close(self) -> None:
         """Stop every transcode (frees NextPVR's tuners)."""
         self._closing = True
+        await self._starts.cancel_all()
         await asyncio.gather(*(t.stop("shutdown") for t in list(self._running.values())),
                              return_exceptions=True)

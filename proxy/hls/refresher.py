@@ -10,6 +10,7 @@ playlist and prefetches the new segments. Requests are answered from what it pre
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import re
@@ -21,7 +22,9 @@ from yarl import URL
 
 from proxy.config import Config
 from proxy.errors import NextPVRUnparseable, NotFound
+from proxy.hls.budget import OutputBudget, Tail, check_counts, unseen_tail
 from proxy.hls.continuity import Continuity
+from proxy.hls.expiry import renew_tokens, rounded_expiry
 from proxy.hls.rewrite import PlaylistError, PlaylistInfo, UriKind, UriSite, iter_rewrite
 from proxy.hls.scrub import LeakGuard
 from proxy.hls.segments import Opener, SegmentCache, SegmentEntry
@@ -60,6 +63,8 @@ class TranscodeServices:
     leak_guard: Callable[[], LeakGuard]
     #: joins a new generation's segments onto the previous one's timeline (continuity.py)
     continuity: Continuity = field(default_factory=Continuity)
+    #: the wall clock (Unix seconds) tokens are minted and renewed by
+    clock: Callable[[], float] = time.time
 
 
 def segment_key(scope: str, target: Target) -> Hashable:
@@ -110,6 +115,8 @@ class PlaylistRefresher:
         self.is_vod = False
         self.target_duration = 2
         self._mapper: ProxyUrlMapper | None = None
+        #: the earliest expiry of the tokens in the stitched live playlist (None: nothing listed)
+        self._listed_expires: int | None = None
         #: tag names whose removal was logged (bounded: logged once each, 64 at most)
         self._dropped_logged: set[str] = set()
         #: the generation whose anchor segment was named to the continuity
@@ -120,7 +127,16 @@ class PlaylistRefresher:
         return self.vod is not None or self.live.last_sequence is not None
 
     def body(self) -> bytes:
-        return self.vod if self.vod is not None else self.live.render()
+        if self.vod is not None:
+            return self.vod
+        ttl = self._s.config.auth.token_ttl
+        now = self._s.clock()
+        if self._listed_expires is not None and self._listed_expires < now + ttl:
+            # a segment listed for long: its URL must still be valid token_ttl after this playlist
+            expires = rounded_expiry(now, ttl)
+            self.live.renew(lambda line: renew_tokens(line, self._s.signer, self.scope, expires))
+            self._listed_expires = expires
+        return self.live.render()
 
     def segment(self, target: Target) -> SegmentEntry:
         """The (shared) download of a segment this transcode listed."""
@@ -162,7 +178,8 @@ class PlaylistRefresher:
         text, base = await self._fetch(self._s.client.transcode_playlist_url(sid, self.key.kind))
         playback = _listed_seconds(text) if self.key.kind == "recording" else 0.0
         recorder = _MediaRecorder(self._new_mapper(sid, playback=playback))
-        rewritten, info = await self._rewrite(text, base, recorder)
+        tail = self._unseen_tail(text)
+        rewritten, info = await self._rewrite(tail.text if tail is not None else text, base, recorder)
         if info.target_duration:
             self.target_duration = info.target_duration
         if info.is_master:
@@ -178,11 +195,29 @@ class PlaylistRefresher:
             parsed = split_media_playlist(rewritten)
         except ValueError as exc:
             raise NextPVRUnparseable(f"NextPVR's playlist for {self.scope} is malformed ({exc})") from exc
-        fresh = self.live.update(self.generation, parsed)
+        merged = parsed
+        if tail is not None:
+            # the segments cut off before the rewrite are merged already: they only say "still listed"
+            merged = dataclasses.replace(parsed, blocks=[*tail.skipped, *parsed.blocks],
+                                         media_sequence=tail.media_sequence,
+                                         discontinuity_sequence=tail.discontinuity_sequence)
+        fresh = self.live.update(self.generation, merged)
+        if fresh:
+            minted = recorder.inner.expires
+            self._listed_expires = minted if self._listed_expires is None else min(self._listed_expires, minted)
         if fresh and self._anchored != self.generation:
+            # a new generation's first playlist is rewritten whole (no tail: nothing of it is known yet)
             self._anchor(parsed.blocks, fresh[0], recorder.media)
         if fresh and self._s.config.hls.prefetch:
             self._prefetch(parsed.blocks, fresh, recorder.media, first=first)
+
+    def _unseen_tail(self, text: str) -> Tail | None:
+        """The part of a live playlist not merged yet (a growing EVENT playlist is rewritten line
+        by line once, not whole at every refresh); None: rewrite all of it."""
+        if self.is_vod or "#EXT-X-ENDLIST" in text:
+            return None  # a finished playlist is kept whole (VOD index, bytes served as they are)
+        known = {up for _seq, generation, up in self.live.segments() if generation == self.generation}
+        return unseen_tail(text, known) if known else None
 
     # -- opening segments ---------------------------------------------------------
     def _opener(self, key: Hashable, target: Target) -> Opener:
@@ -248,9 +283,10 @@ class PlaylistRefresher:
     def _new_mapper(self, sid: str, *, playback: float = 0.0) -> ProxyUrlMapper:
         # a VOD player fetches its playlist once and its last segment hours later: its tokens must
         # outlive the playback (``playback`` seconds) by the configured lifetime
-        ttl = int(self._s.config.auth.token_ttl + playback)
+        # rounded up (expiry.py): every viewer gets the same URL for a segment for up to an hour
+        expires = rounded_expiry(self._s.clock(), self._s.config.auth.token_ttl + playback)
         mapper = ProxyUrlMapper(self._s.signer, scope=self.scope, generation=self.generation,
-                                expires=int(time.time()) + ttl, origins=self._s.origins, secrets=[sid],
+                                expires=expires, origins=self._s.origins, secrets=[sid],
                                 forbidden_names=self._s.leak_guard().needles)
         self._mapper = mapper
         return mapper
@@ -258,7 +294,9 @@ class PlaylistRefresher:
     async def _fetch(self, url: URL) -> tuple[str, str]:
         fetched = await fetch_transcode_playlist(
             self._s.client, self._s.metrics, url, kind=self.key.kind,
-            max_bytes=self._s.config.hls.playlist_max_bytes, what=self.scope, profile=self.key.profile)
+            max_bytes=self._s.config.hls.playlist_max_bytes, total=self._s.config.nextpvr.timeouts.api_total,
+            what=self.scope, profile=self.key.profile)
+        check_counts(fetched.text, max_segments=self._s.config.hls.playlist_max_segments, what=self.scope)
         return fetched.text, fetched.base
 
     async def _rewrite(self, text: str, base: str, mapper: Callable[[str, UriSite], str | None]
@@ -269,6 +307,7 @@ class PlaylistRefresher:
         job = iter_rewrite(text, base, mapper, lines_per_chunk=250, guard=self._s.leak_guard(),
                            passthrough_schemes=self._s.config.hls.passthrough_schemes)
         parts: list[str] = []
+        budget = OutputBudget(self._s.config.hls.playlist_max_bytes, what=self.scope)
         spent = 0.0
         try:
             chunks = job.chunks()
@@ -278,6 +317,7 @@ class PlaylistRefresher:
                 spent += time.perf_counter() - t0
                 if part is None:
                     break
+                budget.spend(part)
                 parts.append(part)
                 if len(text) > 65536:
                     await asyncio.sleep(0)

@@ -24,13 +24,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["LivePlaylist", "ParsedMedia", "SequenceReset", "split_media_playlist"]
+__all__ = ["SEGMENT_TAGS", "LivePlaylist", "ParsedMedia", "SequenceReset", "split_media_playlist"]
 
 # Tags that belong to the next media segment: a block starts at the first of them.
 _SEGMENT_TAGS = (
     "#EXTINF", "#EXT-X-BYTERANGE", "#EXT-X-KEY", "#EXT-X-MAP", "#EXT-X-PROGRAM-DATE-TIME",
     "#EXT-X-DATERANGE", "#EXT-X-GAP", "#EXT-X-BITRATE", "#EXT-X-PART:", "#EXT-X-CUE",
 )
+#: (public for ``budget.unseen_tail``, which finds the same block starts without splitting)
+SEGMENT_TAGS = _SEGMENT_TAGS
 _DISCONTINUITY = "#EXT-X-DISCONTINUITY"
 _REPLACED_HEADER = ("#EXT-X-MEDIA-SEQUENCE:", "#EXT-X-DISCONTINUITY-SEQUENCE:", "#EXT-X-TARGETDURATION:")
 
@@ -256,6 +258,15 @@ class LivePlaylist:
                 self._discontinuity_sequence += 1
         self._rendered = None
         return fresh
+
+    def renew(self, change: Callable[[str], str]) -> None:
+        """Apply ``change`` to every stored line (``expiry.renew_tokens``: the one exception to "a
+        listed segment keeps its URI", for URLs that would otherwise expire while listed)."""
+        for seg in self._segs:
+            seg.text = change(seg.text)
+        self._header = [change(line) for line in self._header]
+        self._trailer = [change(line) for line in self._trailer]
+        self._rendered = None
 
     def render(self) -> bytes:
         if self._rendered is not None:

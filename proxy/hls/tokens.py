@@ -421,6 +421,8 @@ class ProxyUrlMapper:
                 hosts.add(parsed[2])
         self._index = {origin: i for i, origin in reversed(list(enumerate(self._origins)))}
         self._signer = signer
+        #: when the tokens this mapper mints expire (Unix seconds)
+        self.expires = expires
         if any(len(s) < 4 or "\x00" in s for s in secrets if s):
             # shorter ones could match inside SID_PLACEHOLDER and corrupt earlier replacements
             raise ValueError("a session id to scrub must have at least 4 characters and no NUL")

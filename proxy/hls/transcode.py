@@ -34,7 +34,15 @@ import logging
 import time
 from collections.abc import Callable, Hashable
 
-from proxy.errors import NextPVRError, NoTunerAvailable, ProxyError, SessionExpired, TranscodeFailed, TranscodeLost
+from proxy.errors import (
+    NextPVRError,
+    NextPVRTimeout,
+    NoTunerAvailable,
+    ProxyError,
+    SessionExpired,
+    TranscodeFailed,
+    TranscodeLost,
+)
 from proxy.hls.refresher import PlaylistRefresher, TranscodeServices, segment_key
 from proxy.hls.segments import SegmentEntry
 from proxy.hls.stitch import LivePlaylist, SequenceReset
@@ -83,6 +91,8 @@ class Transcode:
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        #: ``*.transcode.initiate`` was sent: from then on the proxy owns a tuner and must stop it
+        self._initiated = False
         self.viewers = ViewerTracker(on_viewers_changed)
         self.media = PlaylistRefresher(key, services, session=lambda: self.session,
                                        on_segment_gone=self._poke.set)
@@ -140,12 +150,13 @@ class Transcode:
         client, metrics = self._s.client, self._s.metrics
         try:
             self.session = await client.pool.lease()
-            await self._new_generation()
+            await self._first_generation()
         except BaseException as exc:
             self.state = State.FAILED
             self.error = exc if isinstance(exc, ProxyError) else None
-            if self.session is not None and self.generation:
-                # initiated but unusable (a garbage or oversized playlist...): free the tuner now
+            if self.session is not None and self._initiated:
+                # initiated but unusable (a garbage or oversized playlist, a start cancelled at
+                # shutdown, even while the initiate was in flight): free the tuner now
                 await asyncio.shield(client.transcode_stop(self.session, self.key.kind))
             await self._release()
             metrics.transcode_starts.labels(exc.reason if isinstance(exc, ProxyError) else "error").inc()
@@ -188,10 +199,37 @@ class Transcode:
             await self._s.client.pool.release(session)
 
     # -- generations -------------------------------------------------------------
+    async def _first_generation(self) -> None:
+        """The start, bounded in total by ``hls.start_timeout`` (a NextPVR that drips its answers
+        never holds a viewer longer); a transcode lost on its first playlist (code 8, 404) gets the
+        recovery a running one gets: a re-login if the session went, and one more initiate."""
+        limit = self._hls.start_timeout
+        try:
+            async with asyncio.timeout(limit):
+                try:
+                    await self._new_generation()
+                except (TranscodeLost, SessionExpired) as exc:
+                    log.warning("%s: NextPVR lost the transcode while it started (%s); starting it again",
+                                self.scope, _describe(exc))
+                    self._s.metrics.transcode_recoveries.inc()
+                    assert self.session is not None
+                    if isinstance(exc, SessionExpired) or exc.session_lost:
+                        await self.session.relogin(await self.session.sid())
+                    await self._new_generation()
+        except TimeoutError:
+            raise NextPVRTimeout(f"NextPVR did not start the transcode within {limit:g} s") from None
+
     async def _new_generation(self) -> None:
         assert self.session is not None
-        await self._s.client.transcode_initiate(self.session, self.key.kind, self.key.target_id,
-                                                self.key.profile)
+        first = not self._initiated
+        self._initiated = True  # set before the answer: a start cancelled meanwhile still stops it
+        try:
+            await self._s.client.transcode_initiate(self.session, self.key.kind, self.key.target_id,
+                                                    self.key.profile)
+        except (NoTunerAvailable, TranscodeFailed):
+            if first:
+                self._initiated = False  # NextPVR said no: nothing of ours runs
+            raise
         self.media.generation = next(_GENERATIONS)
         await self._wait_ready()
         deadline = time.monotonic() + self._hls.start_timeout
