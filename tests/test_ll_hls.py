@@ -311,38 +311,52 @@ async def test_far_future_requests_get_a_bounded_answer(emulator_factory: Emulat
 
 async def test_500_blocked_requests_are_released_by_one_wake(emulator_factory: EmulatorFactory,
                                                             proxy_factory: ProxyFactory) -> None:
-    proxy, muxer = await ll_proxy(emulator_factory, proxy_factory)
-    # the first part of the segment after the growing one: time enough for all 500 to block
-    msn = muxer.last_complete + 2
+    # 4 s segments: the blocking bound (three target durations, 12 s) leaves a loaded machine ample
+    # time to open 500 connections, and the stream is stalled until all 500 are blocked, so the part
+    # arrives with every one of them waiting (CI once saw only 371 blocked when it came unstalled)
+    emu = await emulator_factory(**SMOOTH)
+    proxy = await proxy_factory(emu, **{**REMUX, "hls.segment_duration": 4, "ts.upstream_idle_timeout": 60})
+    assert (await proxy.get(f"/live/{H264}.m3u8")).status == 200
+    muxer = await muxer_of(proxy, H264, segments=1)
+    emu.state.faults.stall_live(60)
+    msn = muxer.last_complete + 1
+    index = muxer.parts.completed(msn) + 1  # the part after the hinted one: the stall holds it back
     arrival: list[tuple[float, int]] = []
 
     async def watch() -> None:
         # waits first, so it is woken first: it sees how many requests were still blocked
-        await muxer.progress.until(lambda: muxer.reached(msn, 0), time.monotonic() + 30)
+        await muxer.progress.until(lambda: muxer.reached(msn, index), time.monotonic() + 60)
         arrival.append((time.monotonic(), muxer.progress.waiting))
 
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(0)
-    url = proxy.make_url(f"/live/{H264}.m3u8?_HLS_msn={msn}&_HLS_part=0")
+    url = proxy.make_url(f"/live/{H264}.m3u8?_HLS_msn={msn}&_HLS_part={index}")
     done: list[float] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def one() -> None:
             async with session.get(url) as resp:
-                assert resp.status == 200
+                assert resp.status == 200, await resp.text()
                 body = await resp.text()
                 done.append(time.monotonic())
-                assert f"-{msn}.0.ts" in body
+                assert f"-{msn}.{index}.ts" in body
 
+        requests = asyncio.gather(*(one() for _ in range(500)))
         async with asyncio.timeout(60):
-            await asyncio.gather(*(one() for _ in range(500)))
+            # the waiter count has no event of its own: look at it every 20 ms until all 500 block
+            while muxer.progress.waiting < 501 and not requests.done():
+                await asyncio.sleep(0.02)
+            assert not arrival, "the part arrived during the stall"
+            emu.state.faults.stall_live_until = 0.0  # the stream flows again: the part completes
+            await requests
     await watcher
     part_at, blocked = arrival[0]
     assert blocked == 500, "all 500 were blocked when the part arrived (the watcher has left)"
     release = max(done) - part_at
     print(f"500 blocked reloads released {release * 1000:.0f} ms after the part completed "
           f"(median {statistics.median(done) - part_at:.3f} s)")
-    # one part duration, as the issue asks; the responses are written by one loop on a shared machine
+    # one wake for all: the bound is for a loaded shared machine writing 500 responses from one loop,
+    # not a speed goal (benchmarks/ measures 1,000: released within about 0.2 s)
     assert release <= 2.0, release
 
 
