@@ -3,7 +3,8 @@
 Layout of one benchmark run (anchors.md's method):
 
 - core 0 (``taskset -c 0``): the upstream nginx (sendfile, one worker, the media files), the
-  NextPVR emulator behind it (the API only), the baseline nginx ``proxy_pass`` and the proxy;
+  NextPVR emulator behind it (the API only), the baseline nginx ``proxy_pass``, nginx with a
+  memory-backed ``proxy_cache`` (``nginx/cache.conf``) and the proxy;
 - core 1: the load generators (wrk with one thread, the Python clients) and this process.
 
 Everything lives in one temporary directory that is removed at the end, and every process is
@@ -281,6 +282,23 @@ class Nginx:
         return children(self.proc.pid)
 
 
+def per_gb(cpu: float, delivered: int) -> float:
+    """CPU seconds per 10^9 bytes delivered."""
+    return cpu / (delivered / 1e9) if delivered else float("nan")
+
+
+def memory_dir(prefix: str) -> tuple[Path, bool]:
+    """A fresh directory on a memory-backed file system (``/dev/shm`` when it is tmpfs), and whether it
+    is one; else a plain temporary directory (and False), so the run still works and says so."""
+    shm = Path("/dev/shm")
+    with contextlib.suppress(OSError):
+        mounts = Path("/proc/mounts").read_text().split("\n")
+        if any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in mounts if line.strip()) \
+                and os.access(shm, os.W_OK):
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=shm)), True
+    return Path(tempfile.mkdtemp(prefix=prefix)), False
+
+
 def start_nginx(name: str, template: str, workdir: Path, subs: dict[str, str]) -> Nginx:
     port = free_port()
     text = (HERE / "nginx" / template).read_text()
@@ -406,6 +424,10 @@ class Workspace:
     emulator_port: int
     upstream: Nginx
     baseline: Nginx
+    #: nginx ``proxy_cache`` + ``proxy_cache_lock`` on tmpfs in front of the same upstream
+    cache: Nginx
+    #: whether that cache really is memory-backed (tmpfs)
+    cache_in_memory: bool
     stack: contextlib.ExitStack
     #: the directory whose ``proxy`` package is benchmarked (another checkout, to compare a change)
     proxy_src: Path = ROOT
@@ -504,7 +526,14 @@ def workspace(*, keep: bool = False, proxy_src: str | Path = ROOT) -> Iterator[W
         baseline = start_nginx("baseline", "baseline.conf", tmp, {
             "UPSTREAM_PORT": str(upstream.port), "STATIC": str(static)})
         stack.callback(baseline.proc.stop)
-        ws = Workspace(tmp, media, emulator_port, upstream, baseline, stack, proxy_source(proxy_src, tmp))
+        cache_dir, in_memory = memory_dir("nextpvr-bench-cache-")
+        stack.callback(shutil.rmtree, cache_dir, True)
+        os.chmod(cache_dir, 0o777)  # nginx's workers may run as another user
+        cache = start_nginx("cache", "cache.conf", tmp, {
+            "UPSTREAM_PORT": str(upstream.port), "CACHE_DIR": str(cache_dir)})
+        stack.callback(cache.proc.stop)
+        ws = Workspace(tmp, media, emulator_port, upstream, baseline, cache, in_memory, stack,
+                       proxy_source(proxy_src, tmp))
         yield ws
 
 
