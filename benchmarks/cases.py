@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -178,18 +177,33 @@ def ratio(a: float, b: float) -> float:
 
 
 @contextmanager
-def proxies(ws: h.Workspace, loops: tuple[str, ...], extra: str = "") -> Iterator[dict[str, h.ProxyProc]]:
+def proxies(ws: h.Workspace, loops: tuple[str, ...], extra: str = "",
+            against: bool = False) -> Iterator[dict[str, h.ProxyProc]]:
+    """A proxy per event loop; with ``against`` and ``run.py --against SRC``, also one of SRC per loop
+    (named ``<loop>-against``), measured in the same runs, for before/after comparisons."""
     with ExitStack() as stack:
-        yield {loop: stack.enter_context(ws.proxy(loop, extra)) for loop in loops}
+        out = {loop: stack.enter_context(ws.proxy(loop, extra)) for loop in loops}
+        if against and ws.against_src is not None:
+            out |= {f"{loop}-against": stack.enter_context(ws.proxy(loop, extra, src=ws.against_src))
+                    for loop in loops}
+        yield out
 
 
 def measured(pids: list[int], url: str, *, connections: int, seconds: float,
              paths: Path | None = None) -> tuple[h.WrkResult, float]:
     """wrk on ``url`` and the CPU seconds ``pids`` (a server's processes, nginx's workers included) used
     meanwhile."""
-    before = h.cpu_seconds(pids)
+    result, user, system = measured_split(pids, url, connections=connections, seconds=seconds, paths=paths)
+    return result, user + system
+
+
+def measured_split(pids: list[int], url: str, *, connections: int, seconds: float,
+                   paths: Path | None = None) -> tuple[h.WrkResult, float, float]:
+    """As :func:`measured`, with user and system CPU seconds apart (system: the kernel's sends)."""
+    user0, sys0 = h.cpu_split(pids)
     result = h.run_wrk(url, connections=connections, seconds=seconds, paths=paths)
-    return result, h.cpu_seconds(pids) - before
+    user1, sys1 = h.cpu_split(pids)
+    return result, user1 - user0, sys1 - sys0
 
 
 def against_cache(row: dict[str, float], loop: str) -> dict[str, float]:
@@ -291,8 +305,8 @@ def fanout(ws: h.Workspace, plan: Plan, viewers: int = 200) -> Result:
             raise h.BenchError(f"nginx-cache answered {path} with HTTP {status}, {len(body)} bytes")
     runs: list[dict[str, float]] = []
     fetches: dict[str, dict[str, int]] = {}
-    cache_counts: Counter[str] = Counter()
-    with proxies(ws, plan.loops) as procs:
+    cache_fetched = 0
+    with proxies(ws, plan.loops, against=True) as procs:
         proxy_files = {}
         segment_urls = {}
         for loop, p in procs.items():
@@ -308,26 +322,30 @@ def fanout(ws: h.Workspace, plan: Plan, viewers: int = 200) -> Result:
             nginx_counts = ws.segment_fetches(before)
             r_direct = h.run_wrk(ws.upstream.url + "/", connections=viewers, seconds=plan.seconds, paths=base_file)
             check_wrk("fanout direct", r_direct)
-            before = ws.segment_log_size()
-            r_cache, cache_cpu = measured(ws.cache.pids(), ws.cache.url + "/", connections=viewers,
-                                          seconds=plan.seconds, paths=base_file)
+            fetched = ws.cache_fetches()
+            r_cache, cache_user, cache_sys = measured_split(ws.cache.pids(), ws.cache.url + "/", connections=viewers,
+                                                            seconds=plan.seconds, paths=base_file)
+            cache_cpu = cache_user + cache_sys
             check_wrk("fanout nginx-cache", r_cache)
-            cache_counts += ws.segment_fetches(before)
+            cache_fetched += ws.cache_fetches() - fetched
             row |= {"nginx_mb_s": r_nginx.mb_per_s, "direct_mb_s": r_direct.mb_per_s,
                     "nginx_p99_ms": r_nginx.p99_ms, "nginx_cpu_s_per_gb": h.per_gb(nginx_cpu, r_nginx.bytes),
                     "nginx_fetches_per_request": ratio(sum(nginx_counts.values()), r_nginx.requests),
                     "nginx_fetches_per_segment": ratio(sum(nginx_counts.values()), max(1, len(nginx_counts))),
                     "cache_mb_s": r_cache.mb_per_s, "cache_p50_ms": r_cache.p50_ms, "cache_p99_ms": r_cache.p99_ms,
-                    "cache_cpu_s_per_gb": h.per_gb(cache_cpu, r_cache.bytes)}
+                    "cache_cpu_s_per_gb": h.per_gb(cache_cpu, r_cache.bytes),
+                    "cache_user_s_per_gb": h.per_gb(cache_user, r_cache.bytes)}
             for loop, p in procs.items():
-                cpu0 = h.cpu_seconds([p.pid])
+                user0, sys0 = h.cpu_split([p.pid])
                 with profiled(plan, p.pid, f"fanout-{loop}", plan.seconds - 0.5) if run == 0 else _nothing():
                     r = h.run_wrk(p.url + "/", connections=viewers, seconds=plan.seconds, paths=proxy_files[loop])
-                cpu = h.cpu_seconds([p.pid]) - cpu0
+                user1, sys1 = h.cpu_split([p.pid])
+                cpu = user1 - user0 + sys1 - sys0
                 check_wrk(f"fanout proxy {loop}", r)
                 row |= {f"{loop}_mb_s": r.mb_per_s, f"{loop}_p50_ms": r.p50_ms, f"{loop}_p99_ms": r.p99_ms,
                         f"{loop}_ratio": ratio(r.mb_per_s, r_nginx.mb_per_s),
-                        f"{loop}_cpu_share": cpu / r.seconds, f"{loop}_cpu_s_per_gb": h.per_gb(cpu, r.bytes)}
+                        f"{loop}_cpu_share": cpu / r.seconds, f"{loop}_cpu_s_per_gb": h.per_gb(cpu, r.bytes),
+                        f"{loop}_user_s_per_gb": h.per_gb(user1 - user0, r.bytes)}
                 row |= against_cache(row, loop)
             # time to first byte of a cached segment (all of them were served many times above)
             urls = {"direct": ws.upstream.url + base_paths[0], "cache": ws.cache.url + base_paths[0],
@@ -338,10 +356,12 @@ def fanout(ws: h.Workspace, plan: Plan, viewers: int = 200) -> Result:
                 row[f"{loop}_ttfb_over_cache"] = ratio(row[f"{loop}_ttfb_p50_ms"], row["cache_ttfb_p50_ms"])
             runs.append(row)
             log(f"fanout run {run + 1}: nginx {r_nginx.mb_per_s:.0f} MB/s, direct {r_direct.mb_per_s:.0f} MB/s, "
-                f"nginx-cache {r_cache.mb_per_s:.0f} MB/s {row['cache_cpu_s_per_gb']:.2f} s/GB p99 "
+                f"nginx-cache {r_cache.mb_per_s:.0f} MB/s {row['cache_cpu_s_per_gb']:.2f} s/GB "
+                f"(user {row['cache_user_s_per_gb']:.2f}) p99 "
                 f"{r_cache.p99_ms:.0f} ms TTFB {row['cache_ttfb_p50_ms']:.2f} ms, "
                 + ", ".join(f"{lp} {row[lp + '_mb_s']:.0f} MB/s ({row[lp + '_ratio']:.2f}x nginx, "
                             f"{row[lp + '_over_cache']:.2f}x cache) {row[lp + '_cpu_s_per_gb']:.2f} s/GB "
+                            f"(user {row[lp + '_user_s_per_gb']:.2f}) "
                             f"p99 {row[lp + '_p99_ms']:.0f} ms TTFB {row[lp + '_ttfb_p50_ms']:.2f} ms"
                             for lp in procs))
         # every segment the proxies fetched since they started, by the upstream's own log
@@ -360,7 +380,7 @@ def fanout(ws: h.Workspace, plan: Plan, viewers: int = 200) -> Result:
             "min_fetches_per_segment": min(p["min"] for p in per_proxy),
             "segments_fetched": sum(p["segments"] for p in per_proxy),
             # nginx-cache's upstream fetches while it was measured (0: every request a hit after the fill)
-            "cache_fetches_during_runs": sum(cache_counts.values()),
+            "cache_fetches_during_runs": cache_fetched,
             "cache_in_memory": ws.cache_in_memory}
 
 

@@ -140,13 +140,20 @@ def vm_rss_kib(pid: int) -> int:
 
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU time of ``pids`` (their threads included), in seconds."""
+    user, system = cpu_split(pids)
+    return user + system
+
+
+def cpu_split(pids: Sequence[int]) -> tuple[float, float]:
+    """User and system CPU time of ``pids`` (utime, stime of ``/proc/<pid>/stat``), in seconds."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    user = system = 0.0
     for pid in pids:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+            user += int(fields[11]) / ticks
+            system += int(fields[12]) / ticks
+    return user, system
 
 
 def children(pid: int) -> list[int]:
@@ -431,6 +438,8 @@ class Workspace:
     stack: contextlib.ExitStack
     #: the directory whose ``proxy`` package is benchmarked (another checkout, to compare a change)
     proxy_src: Path = ROOT
+    #: a second proxy source measured next to it in the same run (``run.py --against``), or None
+    against_src: Path | None = None
     _proxies: int = 0
 
     @property
@@ -445,20 +454,26 @@ class Workspace:
         return result
 
     @contextlib.contextmanager
-    def proxy(self, loop: str, extra_config: str = "") -> Iterator[ProxyProc]:
+    def proxy(self, loop: str, extra_config: str = "", *, src: Path | None = None) -> Iterator[ProxyProc]:
         """A fresh proxy process (``serve --config``) on core 0, ready (``/readyz``), stopped on exit."""
         self._proxies += 1
         port = free_port()
         conf = self.dir / f"proxy{self._proxies}.yaml"
         conf.write_text(proxy_config(self.upstream.port, port, loop, extra_config))
-        env = {**os.environ, "PYTHONPATH": str(self.proxy_src)}
+        src = src or self.proxy_src
+        env = {**os.environ, "PYTHONPATH": str(src)}
         proc = Proc(f"proxy-{loop}", pinned([PYTHON, "-m", "proxy", "serve", "--config", str(conf)], SERVER_CORE),
-                    self.dir / f"proxy{self._proxies}.log", cwd=self.proxy_src, env=env)
+                    self.dir / f"proxy{self._proxies}.log", cwd=src, env=env)
         try:
             wait_http(f"http://127.0.0.1:{port}/readyz", timeout=30, proc=proc)
             yield ProxyProc(proc, port, loop)
         finally:
             proc.stop()
+
+    def cache_fetches(self) -> int:
+        """Requests nginx-cache passed to the upstream so far (not HITs), by its own log."""
+        path = self.dir / "cache-fetched.log"
+        return len(path.read_bytes().splitlines()) if path.exists() else 0
 
     def segment_log_size(self) -> int:
         path = self.dir / "segments.log"
@@ -495,7 +510,8 @@ def proxy_source(spec: str | Path, tmp: Path) -> Path:
 
 
 @contextlib.contextmanager
-def workspace(*, keep: bool = False, proxy_src: str | Path = ROOT) -> Iterator[Workspace]:
+def workspace(*, keep: bool = False, proxy_src: str | Path = ROOT,
+              against: str | Path | None = None) -> Iterator[Workspace]:
     """Build everything in a temporary directory; tear it all down (processes, files) on exit."""
     with contextlib.ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="nextpvr-bench-"))
@@ -533,7 +549,7 @@ def workspace(*, keep: bool = False, proxy_src: str | Path = ROOT) -> Iterator[W
             "UPSTREAM_PORT": str(upstream.port), "CACHE_DIR": str(cache_dir)})
         stack.callback(cache.proc.stop)
         ws = Workspace(tmp, media, emulator_port, upstream, baseline, cache, in_memory, stack,
-                       proxy_source(proxy_src, tmp))
+                       proxy_source(proxy_src, tmp), proxy_source(against, tmp) if against else None)
         yield ws
 
 

@@ -100,7 +100,8 @@ def rows_for(name: str, res: dict[str, Any], plan: cases.Plan) -> list[Row]:
                             f"nginx (no cache) {_f(m['nginx_mb_s'])} MB/s", f"{m[loop + '_ratio']:.2f}x",
                             ">= 1.5x nginx", m[loop + "_ratio"] >= 1.5))
         tmpfs = "tmpfs" if res.get("cache_in_memory") else "NOT tmpfs"
-        for loop in plan.loops:
+        for loop in [*plan.loops, *(f"{lp}-against" for lp in plan.loops if f"{lp}_mb_s" in m
+                                    and f"{lp}-against_mb_s" in m)]:
             label = f"fan-out vs nginx-cache ({tmpfs}, sendfile)"
             rows.append(Row(label, f"MB/s delivered, {loop}", f"{_f(m[loop + '_mb_s'])} MB/s",
                             f"nginx-cache {_f(m['cache_mb_s'])} MB/s", f"{m[loop + '_over_cache']:.2f}x",
@@ -227,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the proxy to measure: a directory holding the proxy package, or git:REV for a "
                         "commit of this repository (e.g. git:HEAD, without uncommitted changes); default: "
                         "this checkout as it is")
+    p.add_argument("--against", metavar="SRC",
+                   help="fan-out only: also measure this proxy source (as --proxy-src) in the same runs, "
+                        "rows named <loop>-against (before/after comparisons with ratios from one run)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     p.add_argument("--json", type=Path, default=HERE / "results" / "latest.json", help="where to write the results")
     args = p.parse_args(argv)
@@ -245,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     h.pin_self()
     started = time.monotonic()
     info = h.machine() | {"proxy": h.describe_source(args.proxy_src)}
+    if args.against:
+        info["against"] = h.describe_source(args.against)
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), file=sys.stderr)
     print(f"plan: {'quick' if plan.quick else 'full'}, {plan.runs} run(s), loops {', '.join(plan.loops)}, "
           f"cases {', '.join(selected)}", file=sys.stderr)
@@ -255,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         needs_env = [c for c in selected if c != "rewrite"]
         if needs_env:
             t0 = time.monotonic()
-            with h.workspace(keep=args.keep, proxy_src=args.proxy_src) as ws:
+            with h.workspace(keep=args.keep, proxy_src=args.proxy_src, against=args.against) as ws:
                 print(f"set-up {time.monotonic() - t0:.1f}s in {ws.dir}: media {ws.media.segment_bytes} B "
                       f"segments, {ws.media.recording_bytes} B recording, channel at "
                       f"{ws.media.channel_rate * 8 / 1e6:.1f} Mbit/s", file=sys.stderr)
