@@ -104,20 +104,24 @@ class SegmentEntry:
             await self._event.wait()
         return self.head
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        """Yield the segment from its first byte, waiting for bytes still to come."""
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        """The segment from its first byte, waiting for bytes still to come. Call it before any
+        ``await``: it takes the chunk list (or the memory file) as it is now, so bytes that move into
+        a memory file (and an eviction of that file) later do not take them away from this reader."""
         if self.file is not None:
-            if not self.file.acquire():
-                raise NotFound("This segment left the cache; reload the playlist.")
-            try:
-                data = self.file.read()
-            finally:
-                self.file.release()
-            yield data
-            return
-        # the list, not the attribute: a reader that started before the bytes moved to a memory file
-        # keeps reading the chunks it started with
-        chunks = self.chunks
+            return self._from_file(self.file)
+        return self._from_chunks(self.chunks)
+
+    async def _from_file(self, file: MemFile) -> AsyncIterator[bytes]:
+        if not file.acquire():
+            raise NotFound("This segment left the cache; reload the playlist.")
+        try:
+            data = file.read()
+        finally:
+            file.release()
+        yield data
+
+    async def _from_chunks(self, chunks: list[bytes]) -> AsyncIterator[bytes]:
         index = 0
         while True:
             while index < len(chunks):

@@ -136,40 +136,48 @@ def _count(request: web.Request, kind: str, size: int) -> None:
 async def send_entry(request: web.Request, entry: SegmentEntry, *, name: str, kind: str,
                      cache_control: str, etag: str | None = None) -> web.StreamResponse:
     """Stream a (possibly still downloading) shared segment; honours Range once it is complete."""
+    # before anything can suspend: the memory file (taken: an eviction meanwhile closes it only after
+    # this response), or the chunks as they are now (bytes that move to a file later stay readable)
+    file = entry.file if request.method != hdrs.METH_HEAD and request.transport is not None else None
+    if file is not None and not file.acquire():
+        raise NotFound("This segment left the cache; reload the playlist.")
+    try:
+        return await _send_entry(request, entry, file, name=name, kind=kind, cache_control=cache_control,
+                                 etag=etag)
+    finally:
+        if file is not None:
+            file.release()
+
+
+async def _send_entry(request: web.Request, entry: SegmentEntry, file: MemFile | None, *, name: str, kind: str,
+                      cache_control: str, etag: str | None) -> web.StreamResponse:
+    chunks = entry.iter_bytes() if file is None else None
     head = await entry.wait_head()
     ctype = content_type_for(name, head.content_type)
     range_header = request.headers.get(hdrs.RANGE)
     if range_header is not None and entry.done and entry.error is None:
         return await send_bytes_range(request, entry.body(), content_type=ctype, kind=kind,
                                       cache_control=cache_control, etag=etag)
-    # taken before anything can suspend: an eviction meanwhile closes the file only after this response
-    file = entry.file if request.method != hdrs.METH_HEAD and request.transport is not None else None
-    if file is not None and not file.acquire():
-        raise NotFound("This segment left the cache; reload the playlist.")
-    try:
-        resp = web.StreamResponse(headers={hdrs.CACHE_CONTROL: cache_control, hdrs.ACCEPT_RANGES: "bytes"})
-        if etag is not None:
-            resp.headers[hdrs.ETAG] = etag
-        resp.content_type = ctype
-        if file is not None:
-            resp.content_length = file.size
-        elif head.content_length is not None:
-            resp.content_length = head.content_length
-        elif entry.done:
-            resp.content_length = entry.size
-        await resp.prepare(request)
-        if file is not None:
-            await _send_file(request, resp, file)
+    resp = web.StreamResponse(headers={hdrs.CACHE_CONTROL: cache_control, hdrs.ACCEPT_RANGES: "bytes"})
+    if etag is not None:
+        resp.headers[hdrs.ETAG] = etag
+    resp.content_type = ctype
+    if file is not None:
+        resp.content_length = file.size
+    elif head.content_length is not None:
+        resp.content_length = head.content_length
+    elif entry.done:
+        resp.content_length = entry.size
+    await resp.prepare(request)
+    if file is not None:
+        if await _send_file(request, resp, file):
             _count(request, kind, file.size)
             await resp.write_eof()
-            return resp
-    finally:
-        if file is not None:
-            file.release()
-    if request.method == hdrs.METH_HEAD:
+        return resp
+    if request.method == hdrs.METH_HEAD or chunks is None:
         return resp
     try:
-        async for chunk in entry.iter_bytes():
+        async for chunk in chunks:
             for piece in _pieces(request.transport, chunk):
                 await send(request, resp, piece)
             _count(request, kind, len(chunk))
@@ -179,16 +187,17 @@ async def send_entry(request: web.Request, entry: SegmentEntry, *, name: str, ki
     return resp
 
 
-async def _send_file(request: web.Request, resp: web.StreamResponse, file: MemFile) -> None:
-    """The file's bytes with ``sendfile(2)`` straight to the client's socket. A client that went away,
-    or took nothing for ``server.send_timeout``, raises ``ConnectionResetError`` (as ``send`` does)."""
+async def _send_file(request: web.Request, resp: web.StreamResponse, file: MemFile) -> bool:
+    """The file's bytes with ``sendfile(2)`` straight to the client's socket; True when all went out.
+    A client that went away, or took nothing for ``server.send_timeout``, has its connection closed
+    (False): the response is over, there is nobody to tell."""
     transport = request.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
     if transport is None or sock is None or transport.is_closing():
-        raise ConnectionResetError("client went away")
+        return False
     if transport.get_write_buffer_size():
         await send(request, resp, file.read())  # the headers still wait in the transport: write after them
-        return
+        return True
     timeout = request.app[CONFIG_KEY].server.send_timeout
     # a descriptor of our own for the same socket: the loop watches it for writability while the
     # transport keeps its own registration (asyncio's loop.sendfile instead unregisters and
@@ -197,13 +206,14 @@ async def _send_file(request: web.Request, resp: web.StreamResponse, file: MemFi
     sender = _FileSender(asyncio.get_running_loop(), fd, file, timeout)
     try:
         await sender.start()
+        return True
     except TimeoutError:
         log.info("%s: client accepted nothing for %.0fs; disconnecting it", request.path[:40], timeout)
         transport.abort()
-        raise ConnectionResetError("send timeout") from None
-    except OSError as exc:  # peer reset, broken pipe
+        return False
+    except OSError:  # peer reset, broken pipe
         transport.abort()
-        raise ConnectionResetError(str(exc) or type(exc).__name__) from None
+        return False
     finally:
         sender.stop()
         os.close(fd)
