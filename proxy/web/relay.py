@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import posixpath
+import socket
 import weakref
 from collections.abc import Iterator
 
@@ -168,9 +169,11 @@ async def _send_entry(request: web.Request, entry: SegmentEntry, file: MemFile |
         resp.content_length = head.content_length
     elif entry.done:
         resp.content_length = entry.size
+    sock = request.transport.get_extra_info("socket") if file is not None and request.transport else None
+    corked = sock is not None and _cork(sock, True)
     await resp.prepare(request)
     if file is not None:
-        if await _send_file(request, resp, file):
+        if await _send_file(request, resp, file, corked=corked):
             _count(request, kind, file.size)
             await resp.write_eof()
         return resp
@@ -187,7 +190,19 @@ async def _send_entry(request: web.Request, entry: SegmentEntry, file: MemFile |
     return resp
 
 
-async def _send_file(request: web.Request, resp: web.StreamResponse, file: MemFile) -> bool:
+def _cork(sock: socket.socket, on: bool) -> bool:
+    """TCP_CORK (nginx's ``tcp_nopush``) from before the headers to the first sendfile: the headers
+    leave in the first full-sized packet of the body instead of a small packet of their own
+    (asyncio sets TCP_NODELAY); uncorked right after, so the rest goes out as usual."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1 if on else 0)
+    except OSError:  # the client went away meanwhile, or no TCP_CORK here
+        return False
+    return True
+
+
+async def _send_file(request: web.Request, resp: web.StreamResponse, file: MemFile, *,
+                     corked: bool = False) -> bool:
     """The file's bytes with ``sendfile(2)`` straight to the client's socket; True when all went out.
     A client that went away, or took nothing for ``server.send_timeout``, has its connection closed
     (False): the response is over, there is nobody to tell."""
@@ -196,6 +211,8 @@ async def _send_file(request: web.Request, resp: web.StreamResponse, file: MemFi
     if transport is None or sock is None or transport.is_closing():
         return False
     if transport.get_write_buffer_size():
+        if corked:
+            _cork(sock, False)
         await send(request, resp, file.read())  # the headers still wait in the transport: write after them
         return True
     timeout = request.app[CONFIG_KEY].server.send_timeout
@@ -205,7 +222,11 @@ async def _send_file(request: web.Request, resp: web.StreamResponse, file: MemFi
     fd = os.dup(sock.fileno())
     sender = _FileSender(asyncio.get_running_loop(), fd, file, timeout)
     try:
-        await sender.start()
+        started = sender.start()
+        if corked:
+            _cork(sock, False)
+            corked = False
+        await started
         return True
     except TimeoutError:
         log.info("%s: client accepted nothing for %.0fs; disconnecting it", request.path[:40], timeout)
@@ -215,6 +236,8 @@ async def _send_file(request: web.Request, resp: web.StreamResponse, file: MemFi
         transport.abort()
         return False
     finally:
+        if corked:
+            _cork(sock, False)
         sender.stop()
         os.close(fd)
 
