@@ -38,7 +38,7 @@ _PLAY = """(url) => {
   const hls = new Hls();
   hls.on(Hls.Events.ERROR, (_event, data) => {
     (data.fatal ? window.fatal : window.nonFatal).push(`${data.type}/${data.details}`
-      + (data.response ? ` ${data.response.code}` : ''));
+      + (data.response ? ` ${data.response.code}` : '') + (data.reason ? ` (${data.reason})` : ''));
   });
   hls.loadSource(url);
   hls.attachMedia(video);
