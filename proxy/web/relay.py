@@ -5,7 +5,7 @@ socket to drain (aiohttp's built-in backpressure), so no response ever holds mor
 a chunk plus the transport's buffer for a client. A client that goes away raises out of
 ``write``; the caller's ``finally`` blocks release whatever they hold.
 
-A cached segment held in a memory file (``proxy/hls/memfile.py``) goes out with ``loop.sendfile``
+A cached segment held in a memory file (``proxy/hls/memfile.py``) goes out with ``sendfile(2)``
 instead: no copy through Python and nothing parked in the transport's buffer.
 """
 
@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import posixpath
-import socket
 import weakref
 from collections.abc import Iterator
 
@@ -27,6 +25,7 @@ from proxy.hls.segments import SegmentEntry
 from proxy.keys import CONFIG_KEY, METRICS_KEY
 from proxy.nextpvr.streams import UpstreamStream
 from proxy.recordings.ranges import parse_range
+from proxy.web.sendfile import cork, send_file
 
 __all__ = ["RELAY_CHUNK", "content_type_for", "etag_matches", "relay_upstream", "send", "send_bytes_range",
            "send_entry"]
@@ -170,10 +169,14 @@ async def _send_entry(request: web.Request, entry: SegmentEntry, file: MemFile |
     elif entry.done:
         resp.content_length = entry.size
     sock = request.transport.get_extra_info("socket") if file is not None and request.transport else None
-    corked = sock is not None and _cork(sock, True)
+    corked = sock is not None and cork(sock, True)
     await resp.prepare(request)
     if file is not None:
-        if await _send_file(request, resp, file, corked=corked):
+        sent = await send_file(request, file, request.app[CONFIG_KEY].server.send_timeout, corked=corked)
+        if sent is None:  # the headers still wait in the transport: the bytes go after them, written
+            sent = True
+            await send(request, resp, file.read())
+        if sent:
             _count(request, kind, file.size)
             await resp.write_eof()
         return resp
@@ -188,125 +191,6 @@ async def _send_entry(request: web.Request, entry: SegmentEntry, file: MemFile |
         return _abort(request, resp, exc)
     await resp.write_eof()
     return resp
-
-
-def _cork(sock: socket.socket, on: bool) -> bool:
-    """TCP_CORK (nginx's ``tcp_nopush``) from before the headers to the first sendfile: the headers
-    leave in the first full-sized packet of the body instead of a small packet of their own
-    (asyncio sets TCP_NODELAY); uncorked right after, so the rest goes out as usual."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1 if on else 0)
-    except OSError:  # the client went away meanwhile, or no TCP_CORK here
-        return False
-    return True
-
-
-async def _send_file(request: web.Request, resp: web.StreamResponse, file: MemFile, *,
-                     corked: bool = False) -> bool:
-    """The file's bytes with ``sendfile(2)`` straight to the client's socket; True when all went out.
-    A client that went away, or took nothing for ``server.send_timeout``, has its connection closed
-    (False): the response is over, there is nobody to tell."""
-    transport = request.transport
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if transport is None or sock is None or transport.is_closing():
-        return False
-    if transport.get_write_buffer_size():
-        if corked:
-            _cork(sock, False)
-        await send(request, resp, file.read())  # the headers still wait in the transport: write after them
-        return True
-    timeout = request.app[CONFIG_KEY].server.send_timeout
-    # a descriptor of our own for the same socket: the loop watches it for writability while the
-    # transport keeps its own registration (asyncio's loop.sendfile instead unregisters and
-    # re-registers the socket around every call and every EAGAIN: ~10 % of the loop serving 200 viewers)
-    fd = os.dup(sock.fileno())
-    sender = _FileSender(asyncio.get_running_loop(), fd, file, timeout)
-    try:
-        started = sender.start()
-        if corked:
-            _cork(sock, False)
-            corked = False
-        await started
-        return True
-    except TimeoutError:
-        log.info("%s: client accepted nothing for %.0fs; disconnecting it", request.path[:40], timeout)
-        transport.abort()
-        return False
-    except OSError:  # peer reset, broken pipe
-        transport.abort()
-        return False
-    finally:
-        if corked:
-            _cork(sock, False)
-        sender.stop()
-        os.close(fd)
-
-
-class _FileSender:
-    """One ``sendfile`` transfer driven by writability callbacks; fails when nothing moved for
-    ``timeout`` seconds (checked twice per timeout by one timer, as ``_SendGuard`` does)."""
-
-    __slots__ = ("fd", "file", "future", "last", "loop", "offset", "timeout", "timer", "watching")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, file: MemFile, timeout: float) -> None:
-        self.loop = loop
-        self.fd = fd
-        self.file = file
-        self.timeout = timeout
-        self.offset = 0
-        self.last = loop.time()
-        self.future: asyncio.Future[None] = loop.create_future()
-        self.timer: asyncio.TimerHandle | None = None
-        self.watching = False
-
-    def start(self) -> asyncio.Future[None]:
-        self._step()  # often most of it fits at once
-        if not self.future.done():
-            self.loop.add_writer(self.fd, self._step)
-            self.watching = True
-            self.timer = self.loop.call_later(self.timeout / 2, self._check)
-        return self.future
-
-    def _step(self) -> None:
-        if self.future.done():
-            return
-        size = self.file.size
-        try:
-            while self.offset < size:
-                want = size - self.offset
-                sent = os.sendfile(self.fd, self.file.fileno(), self.offset, want)
-                if sent == 0:
-                    raise ConnectionResetError("sendfile sent nothing")
-                self.offset += sent
-                self.last = self.loop.time()
-                if sent < want:
-                    return  # the socket's buffer is full: wait until it is writable again
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self.future.set_exception(exc)
-            self.stop()
-            return
-        self.future.set_result(None)
-        self.stop()
-
-    def _check(self) -> None:
-        self.timer = None
-        if self.future.done():
-            return
-        if self.loop.time() - self.last >= self.timeout:
-            self.future.set_exception(TimeoutError())
-            self.stop()
-            return
-        self.timer = self.loop.call_later(self.timeout / 2, self._check)
-
-    def stop(self) -> None:
-        if self.watching:
-            self.watching = False
-            self.loop.remove_writer(self.fd)
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
 
 def _pieces(transport: asyncio.Transport | None, chunk: bytes) -> Iterator[bytes | memoryview]:
