@@ -26,9 +26,6 @@ from dataclasses import dataclass
 
 __all__ = ["LivePlaylist", "ParsedMedia", "SequenceReset", "split_media_playlist"]
 
-#: how far above the wall clock's number a fresh live numbering starts (see ``update``)
-_REPLICA_MARGIN = 3
-
 # Tags that belong to the next media segment: a block starts at the first of them.
 _SEGMENT_TAGS = (
     "#EXTINF", "#EXT-X-BYTERANGE", "#EXT-X-KEY", "#EXT-X-MAP", "#EXT-X-PROGRAM-DATE-TIME",
@@ -224,11 +221,9 @@ class LivePlaylist:
                 # Numbered from the wall clock, one number per target duration: a second proxy (a replica
                 # taking over after the first died) numbers the same channel at least as high as the
                 # first did, so a player that keeps the playlist URL never sees the sequence go back
-                # (ffmpeg would wait for the old numbers for ever) and skips ahead instead. Strictly
-                # above any number the first can have listed (it runs at most a segment or two ahead of
-                # the clock): a number reused for another URI is a fatal "media sequence mismatch" in
-                # hls.js (tests/test_replicas_hlsjs.py).
-                last = int(self._clock() // max(1, parsed.target_duration)) + _REPLICA_MARGIN
+                # (ffmpeg would wait for the old numbers for ever) and skips ahead instead.
+                newest = int(self._clock() // max(1, parsed.target_duration))
+                last = newest - len(parsed.blocks)
             first_up = parsed.blocks[0].upstream_seq
             self._offset = (last + 1 - first_up) if last is not None else 0
             join_marked = (self._generation is not None and bool(self._segs)) or self._seeded

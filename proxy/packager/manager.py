@@ -167,11 +167,8 @@ class RemuxManager:
             # Numbered from the wall clock, one number per target duration (segments are never
             # shorter): another replica that takes the channel over after this one died numbers at
             # least as high, so a player keeping the playlist URL skips ahead instead of waiting for
-            # numbers it already had (ffmpeg would). Strictly above any number the first can have
-            # listed (its first segment is the burst of already-aired media, so its numbers run a
-            # segment or two ahead of the clock): a number reused for another URI is a fatal "media
-            # sequence mismatch" in hls.js (tests/test_replicas_hlsjs.py).
-            first, discontinuities = int(time.time() // self._config.hls.segment_duration) + 3, 0
+            # numbers it already had (ffmpeg would).
+            first, discontinuities = int(time.time() // self._config.hls.segment_duration), 0
         muxer = Muxer(channel_id, self._config, self.store, self._signer, first_sequence=first,
                       discontinuity_sequence=discontinuities, continues=carried is not None,
                       metrics=self._metrics, on_idle=self._idle)
