@@ -177,9 +177,41 @@ def ratio(a: float, b: float) -> float:
 
 
 @contextmanager
-def proxies(ws: h.Workspace, loops: tuple[str, ...], extra: str = "") -> Iterator[dict[str, h.ProxyProc]]:
+def proxies(ws: h.Workspace, loops: tuple[str, ...], extra: str = "",
+            against: bool = False) -> Iterator[dict[str, h.ProxyProc]]:
+    """A proxy per event loop; with ``against`` and ``run.py --against SRC``, also one of SRC per loop
+    (named ``<loop>-against``), measured in the same runs, for before/after comparisons."""
     with ExitStack() as stack:
-        yield {loop: stack.enter_context(ws.proxy(loop, extra)) for loop in loops}
+        out = {loop: stack.enter_context(ws.proxy(loop, extra)) for loop in loops}
+        if against and ws.against_src is not None:
+            out |= {f"{loop}-against": stack.enter_context(ws.proxy(loop, extra, src=ws.against_src))
+                    for loop in loops}
+        yield out
+
+
+def measured(pids: list[int], url: str, *, connections: int, seconds: float,
+             paths: Path | None = None) -> tuple[h.WrkResult, float]:
+    """wrk on ``url`` and the CPU seconds ``pids`` (a server's processes, nginx's workers included) used
+    meanwhile."""
+    result, user, system = measured_split(pids, url, connections=connections, seconds=seconds, paths=paths)
+    return result, user + system
+
+
+def measured_split(pids: list[int], url: str, *, connections: int, seconds: float,
+                   paths: Path | None = None) -> tuple[h.WrkResult, float, float]:
+    """As :func:`measured`, with user and system CPU seconds apart (system: the kernel's sends)."""
+    user0, sys0 = h.cpu_split(pids)
+    result = h.run_wrk(url, connections=connections, seconds=seconds, paths=paths)
+    user1, sys1 = h.cpu_split(pids)
+    return result, user1 - user0, sys1 - sys0
+
+
+def against_cache(row: dict[str, float], loop: str) -> dict[str, float]:
+    """The proxy over nginx-cache, for MB/s, CPU per GB and p99 (issue 15's goal: CPU and p99 at or
+    below nginx-cache's, i.e. ratios <= 1)."""
+    return {f"{loop}_over_cache": ratio(row[f"{loop}_mb_s"], row["cache_mb_s"]),
+            f"{loop}_cpu_over_cache": ratio(row[f"{loop}_cpu_s_per_gb"], row["cache_cpu_s_per_gb"]),
+            f"{loop}_p99_over_cache": ratio(row[f"{loop}_p99_ms"], row["cache_p99_ms"])}
 
 
 def check_wrk(what: str, r: h.WrkResult) -> None:
@@ -195,6 +227,10 @@ def relay(ws: h.Workspace, plan: Plan) -> Result:
     baseline nginx ``proxy_pass`` and the upstream itself, at each concurrency."""
     direct = f"{ws.upstream.url}/live?recording={h.RECORDING}&client=bench"
     nginx = f"{ws.baseline.url}/live?recording={h.RECORDING}&client=bench"
+    cached = f"{ws.cache.url}/live?recording={h.RECORDING}&client=bench"
+    status, body = h.http_get(cached)  # fills the cache: from here on every request is a hit
+    if status != 200 or len(body) != ws.media.recording_bytes:
+        raise h.BenchError(f"nginx-cache answered HTTP {status}, {len(body)} bytes")
     out: Result = {"concurrency": {}}
     with proxies(ws, plan.loops) as procs:
         for name, p in procs.items():
@@ -207,11 +243,16 @@ def relay(ws: h.Workspace, plan: Plan) -> Result:
                 row: dict[str, float] = {}
                 r_direct = h.run_wrk(direct, connections=c, seconds=plan.seconds)
                 check_wrk("relay direct", r_direct)
-                r_nginx = h.run_wrk(nginx, connections=c, seconds=plan.seconds)
+                r_nginx, nginx_cpu = measured(ws.baseline.pids(), nginx, connections=c, seconds=plan.seconds)
                 check_wrk("relay nginx", r_nginx)
+                r_cache, cache_cpu = measured(ws.cache.pids(), cached, connections=c, seconds=plan.seconds)
+                check_wrk("relay nginx-cache", r_cache)
                 row |= {"direct_mb_s": r_direct.mb_per_s, "nginx_mb_s": r_nginx.mb_per_s,
                         "nginx_p50_ms": r_nginx.p50_ms, "nginx_p99_ms": r_nginx.p99_ms,
-                        "direct_p50_ms": r_direct.p50_ms, "direct_p99_ms": r_direct.p99_ms}
+                        "nginx_cpu_s_per_gb": h.per_gb(nginx_cpu, r_nginx.bytes),
+                        "direct_p50_ms": r_direct.p50_ms, "direct_p99_ms": r_direct.p99_ms,
+                        "cache_mb_s": r_cache.mb_per_s, "cache_p50_ms": r_cache.p50_ms,
+                        "cache_p99_ms": r_cache.p99_ms, "cache_cpu_s_per_gb": h.per_gb(cache_cpu, r_cache.bytes)}
                 for loop, p in procs.items():
                     cpu0 = h.cpu_seconds([p.pid])
                     up0 = h.cpu_seconds(ws.upstream.worker_pids())
@@ -225,9 +266,14 @@ def relay(ws: h.Workspace, plan: Plan) -> Result:
                             f"{loop}_direct_over_proxy": ratio(r_direct.mb_per_s, r.mb_per_s),
                             f"{loop}_cpu_share": (h.cpu_seconds([p.pid]) - cpu0) / r.seconds,
                             f"{loop}_upstream_cpu_share": (h.cpu_seconds(ws.upstream.worker_pids()) - up0)
-                            / r.seconds}
+                            / r.seconds,
+                            f"{loop}_cpu_s_per_gb": h.per_gb(h.cpu_seconds([p.pid]) - cpu0, r.bytes),
+                            f"{loop}_upstream_cpu_s_per_gb": h.per_gb(
+                                h.cpu_seconds(ws.upstream.worker_pids()) - up0, r.bytes)}
+                    row |= against_cache(row, loop)
                 runs.append(row)
-                log(f"relay c={c} run {run + 1}: nginx {r_nginx.mb_per_s:.0f} MB/s, "
+                log(f"relay c={c} run {run + 1}: nginx {r_nginx.mb_per_s:.0f} MB/s, nginx-cache "
+                    f"{r_cache.mb_per_s:.0f} MB/s {row['cache_cpu_s_per_gb']:.2f} s/GB, "
                     + ", ".join(f"{lp} {row[lp + '_mb_s']:.0f} MB/s ({row[lp + '_ratio']:.2f}x)"
                                 for lp in procs))
             out["concurrency"][str(c)] = {"runs": runs, "median": summarise(runs)}
@@ -242,47 +288,87 @@ def _nothing() -> Iterator[None]:
 # -- 2. live fan-out ------------------------------------------------------------------------------
 def fanout(ws: h.Workspace, plan: Plan, viewers: int = 200) -> Result:
     """200 viewers of one channel fetching the live window's segments in turn, as fast as they can:
-    through the proxy (one upstream fetch per segment, the rest from its cache) and through nginx
-    ``proxy_pass`` without a cache (one upstream fetch per request)."""
+    through the proxy (one upstream fetch per segment, the rest from its cache), through nginx
+    ``proxy_pass`` without a cache (one upstream fetch per request) and through nginx ``proxy_cache``
+    on tmpfs (what an expert would deploy for fan-out: one fetch per segment, sendfile from memory).
+    Each server's CPU seconds per GB delivered come from ``/proc``; then the time to first byte of one
+    cached segment, the proxy against nginx-cache and the upstream, in turns on kept-alive connections."""
     transcode, base_paths = asyncio.run(_upstream_transcode(ws, h.CHANNEL))
     if not transcode:
         raise h.BenchError(f"unexpected transcode segment paths: {base_paths[:2]}")
     base_file = write_paths(ws, "fanout-nginx", base_paths)
     mark = ws.segment_log_size()
+    # nginx-cache's first request of each segment: the upstream fetch its lock collapses the rest into
+    for path in base_paths:
+        status, body = h.http_get(ws.cache.url + path)
+        if status != 200 or not body:
+            raise h.BenchError(f"nginx-cache answered {path} with HTTP {status}, {len(body)} bytes")
     runs: list[dict[str, float]] = []
     fetches: dict[str, dict[str, int]] = {}
-    with proxies(ws, plan.loops) as procs:
+    cache_fetched = 0
+    with proxies(ws, plan.loops, against=True) as procs:
         proxy_files = {}
+        segment_urls = {}
         for loop, p in procs.items():
             _body, paths = start_live(p)
             proxy_files[loop] = write_paths(ws, f"fanout-{loop}", paths)
+            segment_urls[loop] = p.url + paths[0]
         for run in range(plan.runs):
             row: dict[str, float] = {}
             before = ws.segment_log_size()
-            r_nginx = h.run_wrk(ws.baseline.url + "/", connections=viewers, seconds=plan.seconds, paths=base_file)
+            r_nginx, nginx_cpu = measured(ws.baseline.pids(), ws.baseline.url + "/", connections=viewers,
+                                          seconds=plan.seconds, paths=base_file)
             check_wrk("fanout nginx", r_nginx)
             nginx_counts = ws.segment_fetches(before)
             r_direct = h.run_wrk(ws.upstream.url + "/", connections=viewers, seconds=plan.seconds, paths=base_file)
             check_wrk("fanout direct", r_direct)
+            fetched = ws.cache_fetches()
+            r_cache, cache_user, cache_sys = measured_split(ws.cache.pids(), ws.cache.url + "/", connections=viewers,
+                                                            seconds=plan.seconds, paths=base_file)
+            cache_cpu = cache_user + cache_sys
+            check_wrk("fanout nginx-cache", r_cache)
+            cache_fetched += ws.cache_fetches() - fetched
             row |= {"nginx_mb_s": r_nginx.mb_per_s, "direct_mb_s": r_direct.mb_per_s,
+                    "nginx_p99_ms": r_nginx.p99_ms, "nginx_cpu_s_per_gb": h.per_gb(nginx_cpu, r_nginx.bytes),
                     "nginx_fetches_per_request": ratio(sum(nginx_counts.values()), r_nginx.requests),
-                    "nginx_fetches_per_segment": ratio(sum(nginx_counts.values()), max(1, len(nginx_counts)))}
+                    "nginx_fetches_per_segment": ratio(sum(nginx_counts.values()), max(1, len(nginx_counts))),
+                    "cache_mb_s": r_cache.mb_per_s, "cache_p50_ms": r_cache.p50_ms, "cache_p99_ms": r_cache.p99_ms,
+                    "cache_cpu_s_per_gb": h.per_gb(cache_cpu, r_cache.bytes),
+                    "cache_user_s_per_gb": h.per_gb(cache_user, r_cache.bytes)}
             for loop, p in procs.items():
-                cpu0 = h.cpu_seconds([p.pid])
+                user0, sys0 = h.cpu_split([p.pid])
                 with profiled(plan, p.pid, f"fanout-{loop}", plan.seconds - 0.5) if run == 0 else _nothing():
                     r = h.run_wrk(p.url + "/", connections=viewers, seconds=plan.seconds, paths=proxy_files[loop])
+                user1, sys1 = h.cpu_split([p.pid])
+                cpu = user1 - user0 + sys1 - sys0
                 check_wrk(f"fanout proxy {loop}", r)
                 row |= {f"{loop}_mb_s": r.mb_per_s, f"{loop}_p50_ms": r.p50_ms, f"{loop}_p99_ms": r.p99_ms,
                         f"{loop}_ratio": ratio(r.mb_per_s, r_nginx.mb_per_s),
-                        f"{loop}_cpu_share": (h.cpu_seconds([p.pid]) - cpu0) / r.seconds}
+                        f"{loop}_cpu_share": cpu / r.seconds, f"{loop}_cpu_s_per_gb": h.per_gb(cpu, r.bytes),
+                        f"{loop}_user_s_per_gb": h.per_gb(user1 - user0, r.bytes)}
+                row |= against_cache(row, loop)
+            # time to first byte of a cached segment (all of them were served many times above)
+            urls = {"direct": ws.upstream.url + base_paths[0], "cache": ws.cache.url + base_paths[0],
+                    **segment_urls}
+            values = clients.ttfb_rounds(urls, plan.ttfb_rounds)
+            row |= {f"{name}_ttfb_p50_ms": h.median(v) for name, v in values.items()}
+            for loop in procs:
+                row[f"{loop}_ttfb_over_cache"] = ratio(row[f"{loop}_ttfb_p50_ms"], row["cache_ttfb_p50_ms"])
             runs.append(row)
             log(f"fanout run {run + 1}: nginx {r_nginx.mb_per_s:.0f} MB/s, direct {r_direct.mb_per_s:.0f} MB/s, "
-                + ", ".join(f"{lp} {row[lp + '_mb_s']:.0f} MB/s ({row[lp + '_ratio']:.2f}x)" for lp in procs))
+                f"nginx-cache {r_cache.mb_per_s:.0f} MB/s {row['cache_cpu_s_per_gb']:.2f} s/GB "
+                f"(user {row['cache_user_s_per_gb']:.2f}) p99 "
+                f"{r_cache.p99_ms:.0f} ms TTFB {row['cache_ttfb_p50_ms']:.2f} ms, "
+                + ", ".join(f"{lp} {row[lp + '_mb_s']:.0f} MB/s ({row[lp + '_ratio']:.2f}x nginx, "
+                            f"{row[lp + '_over_cache']:.2f}x cache) {row[lp + '_cpu_s_per_gb']:.2f} s/GB "
+                            f"(user {row[lp + '_user_s_per_gb']:.2f}) "
+                            f"p99 {row[lp + '_p99_ms']:.0f} ms TTFB {row[lp + '_ttfb_p50_ms']:.2f} ms"
+                            for lp in procs))
         # every segment the proxies fetched since they started, by the upstream's own log
         counts = ws.segment_fetches(mark)
         for path, n in counts.items():
             if path.split("/")[2] == transcode:
-                continue  # the baseline's own transcode
+                continue  # the baselines' own transcode
             key = path.split("/")[2]
             fetches.setdefault(key, {})[path] = n
     per_proxy = [{"segments": len(v), "max": max(v.values()), "min": min(v.values()),
@@ -292,7 +378,10 @@ def fanout(ws: h.Workspace, plan: Plan, viewers: int = 200) -> Result:
     return {"runs": runs, "median": summarise(runs), "proxy_fetches": per_proxy,
             "max_fetches_per_segment": max(p["max"] for p in per_proxy),
             "min_fetches_per_segment": min(p["min"] for p in per_proxy),
-            "segments_fetched": sum(p["segments"] for p in per_proxy)}
+            "segments_fetched": sum(p["segments"] for p in per_proxy),
+            # nginx-cache's upstream fetches while it was measured (0: every request a hit after the fill)
+            "cache_fetches_during_runs": cache_fetched,
+            "cache_in_memory": ws.cache_in_memory}
 
 
 # -- 3. time to first byte ------------------------------------------------------------------------

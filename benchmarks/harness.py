@@ -3,7 +3,8 @@
 Layout of one benchmark run (anchors.md's method):
 
 - core 0 (``taskset -c 0``): the upstream nginx (sendfile, one worker, the media files), the
-  NextPVR emulator behind it (the API only), the baseline nginx ``proxy_pass`` and the proxy;
+  NextPVR emulator behind it (the API only), the baseline nginx ``proxy_pass``, nginx with a
+  memory-backed ``proxy_cache`` (``nginx/cache.conf``) and the proxy;
 - core 1: the load generators (wrk with one thread, the Python clients) and this process.
 
 Everything lives in one temporary directory that is removed at the end, and every process is
@@ -139,13 +140,20 @@ def vm_rss_kib(pid: int) -> int:
 
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU time of ``pids`` (their threads included), in seconds."""
+    user, system = cpu_split(pids)
+    return user + system
+
+
+def cpu_split(pids: Sequence[int]) -> tuple[float, float]:
+    """User and system CPU time of ``pids`` (utime, stime of ``/proc/<pid>/stat``), in seconds."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    user = system = 0.0
     for pid in pids:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+            user += int(fields[11]) / ticks
+            system += int(fields[12]) / ticks
+    return user, system
 
 
 def children(pid: int) -> list[int]:
@@ -281,6 +289,23 @@ class Nginx:
         return children(self.proc.pid)
 
 
+def per_gb(cpu: float, delivered: int) -> float:
+    """CPU seconds per 10^9 bytes delivered."""
+    return cpu / (delivered / 1e9) if delivered else float("nan")
+
+
+def memory_dir(prefix: str) -> tuple[Path, bool]:
+    """A fresh directory on a memory-backed file system (``/dev/shm`` when it is tmpfs), and whether it
+    is one; else a plain temporary directory (and False), so the run still works and says so."""
+    shm = Path("/dev/shm")
+    with contextlib.suppress(OSError):
+        mounts = Path("/proc/mounts").read_text().split("\n")
+        if any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in mounts if line.strip()) \
+                and os.access(shm, os.W_OK):
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=shm)), True
+    return Path(tempfile.mkdtemp(prefix=prefix)), False
+
+
 def start_nginx(name: str, template: str, workdir: Path, subs: dict[str, str]) -> Nginx:
     port = free_port()
     text = (HERE / "nginx" / template).read_text()
@@ -406,9 +431,15 @@ class Workspace:
     emulator_port: int
     upstream: Nginx
     baseline: Nginx
+    #: nginx ``proxy_cache`` + ``proxy_cache_lock`` on tmpfs in front of the same upstream
+    cache: Nginx
+    #: whether that cache really is memory-backed (tmpfs)
+    cache_in_memory: bool
     stack: contextlib.ExitStack
     #: the directory whose ``proxy`` package is benchmarked (another checkout, to compare a change)
     proxy_src: Path = ROOT
+    #: a second proxy source measured next to it in the same run (``run.py --against``), or None
+    against_src: Path | None = None
     _proxies: int = 0
 
     @property
@@ -423,20 +454,26 @@ class Workspace:
         return result
 
     @contextlib.contextmanager
-    def proxy(self, loop: str, extra_config: str = "") -> Iterator[ProxyProc]:
+    def proxy(self, loop: str, extra_config: str = "", *, src: Path | None = None) -> Iterator[ProxyProc]:
         """A fresh proxy process (``serve --config``) on core 0, ready (``/readyz``), stopped on exit."""
         self._proxies += 1
         port = free_port()
         conf = self.dir / f"proxy{self._proxies}.yaml"
         conf.write_text(proxy_config(self.upstream.port, port, loop, extra_config))
-        env = {**os.environ, "PYTHONPATH": str(self.proxy_src)}
+        src = src or self.proxy_src
+        env = {**os.environ, "PYTHONPATH": str(src)}
         proc = Proc(f"proxy-{loop}", pinned([PYTHON, "-m", "proxy", "serve", "--config", str(conf)], SERVER_CORE),
-                    self.dir / f"proxy{self._proxies}.log", cwd=self.proxy_src, env=env)
+                    self.dir / f"proxy{self._proxies}.log", cwd=src, env=env)
         try:
             wait_http(f"http://127.0.0.1:{port}/readyz", timeout=30, proc=proc)
             yield ProxyProc(proc, port, loop)
         finally:
             proc.stop()
+
+    def cache_fetches(self) -> int:
+        """Requests nginx-cache passed to the upstream so far (not HITs), by its own log."""
+        path = self.dir / "cache-fetched.log"
+        return len(path.read_bytes().splitlines()) if path.exists() else 0
 
     def segment_log_size(self) -> int:
         path = self.dir / "segments.log"
@@ -474,11 +511,12 @@ def proxy_source(spec: str | Path, tmp: Path) -> Path:
 
 @contextlib.contextmanager
 def workspace(*, keep: bool = False, proxy_src: str | Path = ROOT, live_loops: int = 4,
-              live_speed: float = 1.0) -> Iterator[Workspace]:
+              live_speed: float = 1.0, against: str | Path | None = None) -> Iterator[Workspace]:
     """Build everything in a temporary directory; tear it all down (processes, files) on exit.
 
     ``live_loops`` (20 s each) sets how long the live channel runs before it ends; ``live_speed``
-    sends it that many times faster than its bitrate (the timeshift case fills 10 minutes in one)."""
+    sends it that many times faster than its bitrate (the timeshift case fills 10 minutes in one);
+    ``against``: a second proxy source measured in the same fan-out runs."""
     with contextlib.ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="nextpvr-bench-"))
         if not keep:
@@ -508,7 +546,14 @@ def workspace(*, keep: bool = False, proxy_src: str | Path = ROOT, live_loops: i
         baseline = start_nginx("baseline", "baseline.conf", tmp, {
             "UPSTREAM_PORT": str(upstream.port), "STATIC": str(static)})
         stack.callback(baseline.proc.stop)
-        ws = Workspace(tmp, media, emulator_port, upstream, baseline, stack, proxy_source(proxy_src, tmp))
+        cache_dir, in_memory = memory_dir("nextpvr-bench-cache-")
+        stack.callback(shutil.rmtree, cache_dir, True)
+        os.chmod(cache_dir, 0o777)  # nginx's workers may run as another user
+        cache = start_nginx("cache", "cache.conf", tmp, {
+            "UPSTREAM_PORT": str(upstream.port), "CACHE_DIR": str(cache_dir)})
+        stack.callback(cache.proc.stop)
+        ws = Workspace(tmp, media, emulator_port, upstream, baseline, cache, in_memory, stack,
+                       proxy_source(proxy_src, tmp), proxy_source(against, tmp) if against else None)
         yield ws
 
 

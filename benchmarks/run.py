@@ -83,12 +83,43 @@ def rows_for(name: str, res: dict[str, Any], plan: cases.Plan) -> list[Row]:
                 rows.append(Row("relay: upstream not the bottleneck", f"c={c} core 0 during the proxy run ({loop})",
                                 f"proxy {100 * m[loop + '_cpu_share']:.0f}% of the core",
                                 f"upstream nginx {100 * m[loop + '_upstream_cpu_share']:.0f}%", "", "report", None))
+                # nginx-cache serves the recording from its cache (one upstream fetch ever); the proxy relays
+                # it from the upstream every time: a report, not a target (the targets are the fan-out's)
+                rows.append(Row("relay vs nginx-cache (tmpfs, sendfile)", f"c={c} MB/s, p99, {loop}",
+                                f"{_f(m[loop + '_mb_s'])} MB/s, p99 {_f(m[loop + '_p99_ms'])} ms",
+                                f"nginx-cache {_f(m['cache_mb_s'])} MB/s, p99 {_f(m['cache_p99_ms'])} ms",
+                                f"{m[loop + '_over_cache']:.2f}x", "report", None))
+                rows.append(Row("relay vs nginx-cache (tmpfs, sendfile)", f"c={c} server CPU s/GB, {loop}",
+                                f"proxy {m[loop + '_cpu_s_per_gb']:.2f} s/GB (+ upstream "
+                                f"{m[loop + '_upstream_cpu_s_per_gb']:.2f})",
+                                f"nginx-cache {m['cache_cpu_s_per_gb']:.2f}; proxy_pass {m['nginx_cpu_s_per_gb']:.2f}",
+                                f"{m[loop + '_cpu_over_cache']:.2f}x", "report", None))
     elif name == "fanout":
         m = res["median"]
         for loop in plan.loops:
             rows.append(Row("live fan-out, 200 viewers", f"MB/s delivered, {loop}", f"{_f(m[loop + '_mb_s'])} MB/s",
                             f"nginx (no cache) {_f(m['nginx_mb_s'])} MB/s", f"{m[loop + '_ratio']:.2f}x",
                             ">= 1.5x nginx", m[loop + "_ratio"] >= 1.5))
+        tmpfs = "tmpfs" if res.get("cache_in_memory") else "NOT tmpfs"
+        for loop in [*plan.loops, *(f"{lp}-against" for lp in plan.loops if f"{lp}_mb_s" in m
+                                    and f"{lp}-against_mb_s" in m)]:
+            label = f"fan-out vs nginx-cache ({tmpfs}, sendfile)"
+            rows.append(Row(label, f"MB/s delivered, {loop}", f"{_f(m[loop + '_mb_s'])} MB/s",
+                            f"nginx-cache {_f(m['cache_mb_s'])} MB/s", f"{m[loop + '_over_cache']:.2f}x",
+                            "report", None))
+            rows.append(Row(label, f"server CPU s/GB delivered, {loop}", f"{m[loop + '_cpu_s_per_gb']:.2f} s/GB",
+                            f"nginx-cache {m['cache_cpu_s_per_gb']:.2f}; proxy_pass {m['nginx_cpu_s_per_gb']:.2f}",
+                            f"{m[loop + '_cpu_over_cache']:.2f}x", "<= nginx-cache", m[loop + "_cpu_over_cache"] <= 1))
+            rows.append(Row(label, f"p99 latency (whole segment), {loop}", f"{_f(m[loop + '_p99_ms'])} ms",
+                            f"nginx-cache {_f(m['cache_p99_ms'])} ms; proxy_pass {_f(m['nginx_p99_ms'])} ms",
+                            f"{m[loop + '_p99_over_cache']:.2f}x", "<= nginx-cache", m[loop + "_p99_over_cache"] <= 1))
+            rows.append(Row(label, f"TTFB p50, cached segment, {loop}", f"{m[loop + '_ttfb_p50_ms']:.2f} ms",
+                            f"nginx-cache {m['cache_ttfb_p50_ms']:.2f} ms; direct {m['direct_ttfb_p50_ms']:.2f} ms",
+                            f"{m[loop + '_ttfb_over_cache']:.2f}x", "<= nginx-cache",
+                            m[loop + "_ttfb_over_cache"] <= 1))
+        rows.append(Row(f"fan-out vs nginx-cache ({tmpfs}, sendfile)", "nginx-cache upstream fetches while measured",
+                        str(res["cache_fetches_during_runs"]), "after one fetch per segment", "", "0",
+                        res["cache_fetches_during_runs"] == 0))
         one = res["max_fetches_per_segment"] == 1 and res["min_fetches_per_segment"] == 1
         rows.append(Row("live fan-out, 200 viewers", "upstream fetches per segment (upstream's log)",
                         f"{res['min_fetches_per_segment']}..{res['max_fetches_per_segment']} "
@@ -215,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the proxy to measure: a directory holding the proxy package, or git:REV for a "
                         "commit of this repository (e.g. git:HEAD, without uncommitted changes); default: "
                         "this checkout as it is")
+    p.add_argument("--against", metavar="SRC",
+                   help="fan-out only: also measure this proxy source (as --proxy-src) in the same runs, "
+                        "rows named <loop>-against (before/after comparisons with ratios from one run)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     p.add_argument("--json", type=Path, default=HERE / "results" / "latest.json", help="where to write the results")
     args = p.parse_args(argv)
@@ -233,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     h.pin_self()
     started = time.monotonic()
     info = h.machine() | {"proxy": h.describe_source(args.proxy_src)}
+    if args.against:
+        info["against"] = h.describe_source(args.against)
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), file=sys.stderr)
     print(f"plan: {'quick' if plan.quick else 'full'}, {plan.runs} run(s), loops {', '.join(plan.loops)}, "
           f"cases {', '.join(selected)}", file=sys.stderr)
@@ -243,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         needs_env = [c for c in selected if c != "rewrite"]
         if needs_env:
             t0 = time.monotonic()
-            with h.workspace(keep=args.keep, proxy_src=args.proxy_src) as ws:
+            with h.workspace(keep=args.keep, proxy_src=args.proxy_src, against=args.against) as ws:
                 print(f"set-up {time.monotonic() - t0:.1f}s in {ws.dir}: media {ws.media.segment_bytes} B "
                       f"segments, {ws.media.recording_bytes} B recording, channel at "
                       f"{ws.media.channel_rate * 8 / 1e6:.1f} Mbit/s", file=sys.stderr)

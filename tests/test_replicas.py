@@ -165,107 +165,125 @@ def upstreams(emulator: Emulator, mode: str) -> int:
     return emulator.state.transcodes_active if mode == "transcode" else emulator.state.live_streams_active
 
 
-@pytest.mark.parametrize("mode", ["remux", "transcode"])
-async def test_two_replicas_behind_nginx_share_tuners_cache_segments_and_survive_a_kill(
-        tmp_path: Path, emulator_factory: EmulatorFactory, mode: str) -> None:
+@contextlib.asynccontextmanager
+async def front(tmp: Path, replicas: list[Replica]) -> AsyncIterator[str]:
+    """Real nginx with the shipped replicas.conf over ``replicas``; its base URL. Stopped (SIGQUIT, then
+    SIGKILL after 10 s) on the way out; its error log must hold no [emerg]/[crit] line."""
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if nginx is None:
         pytest.fail("nginx is not installed (scripts/setup.sh installs it)")
+    port = free_port()
+    conf = nginx_conf(tmp, port, [r.port for r in replicas])
+    check = await asyncio.create_subprocess_exec(
+        nginx, "-t", "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await check.communicate()
+    assert check.returncode == 0, err.decode()
+    server = await asyncio.create_subprocess_exec(
+        nginx, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log"),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with asyncio.timeout(10):  # nginx prints nothing when ready
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if server.returncode is None:
+            server.send_signal(signal.SIGQUIT)
+            try:
+                async with asyncio.timeout(10):
+                    await server.wait()
+            except TimeoutError:
+                server.kill()
+                await server.wait()
+    log = (tmp / "error.log").read_text() if (tmp / "error.log").exists() else ""
+    assert "[emerg]" not in log and "[crit]" not in log, log
+
+
+def home_replicas(tmp: Path) -> dict[int, set[str]]:
+    """The replicas (upstream addresses) nginx sent each channel's requests to, from its access log."""
+    home: dict[int, set[str]] = defaultdict(set)
+    for uri, upstream, _cache, _status in access_log(tmp):
+        of = channel_of(uri)
+        if of is not None and upstream != "-":
+            home[of].update(a.strip() for a in upstream.split(",") if a.strip() != "-")
+    return home
+
+
+@pytest.mark.parametrize("mode", ["remux", "transcode"])
+async def test_two_replicas_behind_nginx_share_tuners_cache_segments_and_survive_a_kill(
+        tmp_path: Path, emulator_factory: EmulatorFactory, mode: str) -> None:
     emulator = await emulator_factory(tuners=4)
     async with replica(tmp_path, "a", emulator, mode) as first, replica(tmp_path, "b", emulator, mode) as second:
         replicas = {f"127.0.0.1:{r.port}": r for r in (first, second)}
-        port = free_port()
-        conf = nginx_conf(tmp_path, port, [first.port, second.port])
-        check = await asyncio.create_subprocess_exec(
-            nginx, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log"),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        _, err = await check.communicate()
-        assert check.returncode == 0, err.decode()
-        server = await asyncio.create_subprocess_exec(
-            nginx, "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log"),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         viewers: list[Viewer] = []
         readers: list[asyncio.Task[None]] = []
-        try:
-            base = f"http://127.0.0.1:{port}"
-            async with asyncio.timeout(10):  # nginx prints nothing when ready
-                while True:
-                    try:
-                        _, writer = await asyncio.open_connection("127.0.0.1", port)
-                        writer.close()
-                        break
-                    except OSError:
-                        await asyncio.sleep(0.05)
-            for channel in CHANNELS:
-                for _ in range(VIEWERS_PER_CHANNEL):
-                    viewers.append(await watch(f"{base}/live/{channel}.m3u8", channel))
-            changed = asyncio.Event()
-            readers = [asyncio.create_task(read_progress(v, changed)) for v in viewers]
+        async with front(tmp_path, [first, second]) as base:
+            try:
+                for channel in CHANNELS:
+                    for _ in range(VIEWERS_PER_CHANNEL):
+                        viewers.append(await watch(f"{base}/live/{channel}.m3u8", channel))
+                changed = asyncio.Event()
+                readers = [asyncio.create_task(read_progress(v, changed)) for v in viewers]
 
-            # every viewer decodes 8 s of media
-            async with asyncio.timeout(60):
-                while not all(v.decoded_at(time.monotonic()) >= 8 for v in viewers):
-                    changed.clear()
-                    await changed.wait()
-            assert upstreams(emulator, mode) == len(CHANNELS)  # one per channel, however many viewers
-            started = emulator.state.counters.transcodes_started + emulator.state.counters.live_opened
-            assert started == len(CHANNELS)
+                # every viewer decodes 8 s of media
+                async with asyncio.timeout(60):
+                    while not all(v.decoded_at(time.monotonic()) >= 8 for v in viewers):
+                        changed.clear()
+                        await changed.wait()
+                assert upstreams(emulator, mode) == len(CHANNELS)  # one per channel, however many viewers
+                started = emulator.state.counters.transcodes_started + emulator.state.counters.live_opened
+                assert started == len(CHANNELS)
 
-            rows = access_log(tmp_path)
-            home: dict[int, set[str]] = defaultdict(set)
-            reached: Counter[str] = Counter()
-            hits = 0
-            for uri, upstream, cache, _status in rows:
-                of = channel_of(uri)
-                if of is not None and upstream != "-":
-                    home[of].add(upstream)
-                if uri.startswith(("/hls/", "/remux/")):
-                    if upstream != "-":
-                        reached[uri.split("?")[0]] += 1
-                    hits += cache == "HIT"
-            assert all(len(home[c]) == 1 for c in CHANNELS), home  # one replica per channel
-            assert reached and max(reached.values()) == 1, reached.most_common(3)  # each segment once
-            assert hits >= len(reached) * (VIEWERS_PER_CHANNEL - 1) // 2, (hits, len(reached))
+                rows = access_log(tmp_path)
+                home = home_replicas(tmp_path)
+                reached: Counter[str] = Counter()
+                hits = 0
+                for uri, upstream, cache, _status in rows:
+                    if uri.startswith(("/hls/", "/remux/")):
+                        if upstream != "-":
+                            reached[uri.split("?")[0]] += 1
+                        hits += cache == "HIT"
+                assert all(len(home[c]) == 1 for c in CHANNELS), home  # one replica per channel
+                assert reached and max(reached.values()) == 1, reached.most_common(3)  # each segment once
+                assert hits >= len(reached) * (VIEWERS_PER_CHANNEL - 1) // 2, (hits, len(reached))
 
-            # kill the replica that runs the first channel
-            (victim_addr,) = home[CHANNELS[0]]
-            victim = replicas[victim_addr]
-            victim.proc.proc.send_signal(signal.SIGKILL)
-            await victim.proc.proc.wait()
-            killed_at = time.monotonic()
-            await asyncio.sleep(20)  # an observation window: the viewers' progress over 20 s is the result
-            stalls = sorted(v.longest_stall_after(killed_at) for v in viewers)
-            print(f"\nlongest stall after the kill: median {stalls[len(stalls) // 2]:.1f} s, max {stalls[-1]:.1f} s; "
-                  f"segment requests {sum(reached.values())} reached a replica, {hits} were cache hits")
-            for v in viewers:
-                assert v.proc.returncode is None, f"an ffmpeg viewer of {v.channel} ended"
-                assert v.decoded_at(time.monotonic()) > v.decoded_at(killed_at) + 6, v.channel
-                assert v.longest_stall_after(killed_at) < 10, (v.channel, v.longest_stall_after(killed_at))
-            # the dead replica's transcode is dropped by NextPVR's own expiry (15 s without a request);
-            # its /live connection ends with its socket
-            if mode == "transcode":
-                await emulator.state.wait_for(lambda: emulator.state.counters.transcodes_expired >= 1, seconds=20)
-            await emulator.state.wait_for(lambda: upstreams(emulator, mode) == len(CHANNELS), seconds=20)
-            assert emulator.state.tuners_in_use == len(CHANNELS)  # both channels on the survivor
-        finally:
-            for v in viewers:
-                if v.proc.returncode is None:
-                    v.proc.kill()
-            for v in viewers:
-                await v.proc.wait()
-            for task in readers:
-                task.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
-            if server.returncode is None:
-                server.send_signal(signal.SIGQUIT)
-                try:
-                    async with asyncio.timeout(10):
-                        await server.wait()
-                except TimeoutError:
-                    server.kill()
-                    await server.wait()
-    log = (tmp_path / "error.log").read_text() if (tmp_path / "error.log").exists() else ""
-    assert "[emerg]" not in log and "[crit]" not in log, log
+                # kill the replica that runs the first channel
+                (victim_addr,) = home[CHANNELS[0]]
+                victim = replicas[victim_addr]
+                victim.proc.proc.send_signal(signal.SIGKILL)
+                await victim.proc.proc.wait()
+                killed_at = time.monotonic()
+                await asyncio.sleep(20)  # an observation window: the viewers' progress over 20 s is the result
+                stalls = sorted(v.longest_stall_after(killed_at) for v in viewers)
+                print(f"\nlongest stall after the kill: median {stalls[len(stalls) // 2]:.1f} s, "
+                      f"max {stalls[-1]:.1f} s; segment requests {sum(reached.values())} reached a replica, "
+                      f"{hits} were cache hits")
+                for v in viewers:
+                    assert v.proc.returncode is None, f"an ffmpeg viewer of {v.channel} ended"
+                    assert v.decoded_at(time.monotonic()) > v.decoded_at(killed_at) + 6, v.channel
+                    assert v.longest_stall_after(killed_at) < 10, (v.channel, v.longest_stall_after(killed_at))
+                # the dead replica's transcode is dropped by NextPVR's own expiry (15 s without a request);
+                # its /live connection ends with its socket
+                if mode == "transcode":
+                    await emulator.state.wait_for(lambda: emulator.state.counters.transcodes_expired >= 1,
+                                                  seconds=20)
+                await emulator.state.wait_for(lambda: upstreams(emulator, mode) == len(CHANNELS), seconds=20)
+                assert emulator.state.tuners_in_use == len(CHANNELS)  # both channels on the survivor
+            finally:
+                for v in viewers:
+                    if v.proc.returncode is None:
+                        v.proc.kill()
+                for v in viewers:
+                    await v.proc.wait()
+                for task in readers:
+                    task.cancel()
+                await asyncio.gather(*readers, return_exceptions=True)
 
 
 def test_compose_example_runs_two_replicas_of_the_image_behind_the_nginx_config() -> None:

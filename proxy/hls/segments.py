@@ -12,6 +12,10 @@ cached: the next request starts a new one.
 
 The fetch runs in a task owned by the cache, not by a request handler, so a viewer that
 disconnects never aborts the download the others are reading.
+
+Under asyncio's own event loop on Linux, a finished segment moves from its chunks into an anonymous
+memory file (``memfile.py``) that responses send with ``sendfile(2)``, without copying it through
+Python; the cache's byte bound covers those files exactly as it covered the chunks.
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ from proxy.errors import (
     NextPVRFailed,
     NextPVRTimeout,
     NextPVRUnreachable,
+    NotFound,
     ProxyError,
     UpstreamTooLarge,
 )
+from proxy.hls import memfile
+from proxy.hls.memfile import MemFile
 from proxy.metrics import Metrics
 from proxy.nextpvr.streams import UpstreamBody
 
@@ -61,11 +68,13 @@ class SegmentHead:
 class SegmentEntry:
     """One segment: complete, or still arriving. Readers iterate it independently."""
 
-    __slots__ = ("_event", "chunks", "done", "error", "head", "key", "size")
+    __slots__ = ("_event", "chunks", "done", "error", "file", "head", "key", "size")
 
     def __init__(self, key: Hashable) -> None:
         self.key = key
         self.chunks: list[bytes] = []
+        #: the finished bytes in a memory file (then ``chunks`` is empty): sent with sendfile
+        self.file: MemFile | None = None
         self.size = 0
         self.head: SegmentHead | None = None
         self.done = False
@@ -95,12 +104,28 @@ class SegmentEntry:
             await self._event.wait()
         return self.head
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        """Yield the segment from its first byte, waiting for bytes still to come."""
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        """The segment from its first byte, waiting for bytes still to come. Call it before any
+        ``await``: it takes the chunk list (or the memory file) as it is now, so bytes that move into
+        a memory file (and an eviction of that file) later do not take them away from this reader."""
+        if self.file is not None:
+            return self._from_file(self.file)
+        return self._from_chunks(self.chunks)
+
+    async def _from_file(self, file: MemFile) -> AsyncIterator[bytes]:
+        if not file.acquire():
+            raise NotFound("This segment left the cache; reload the playlist.")
+        try:
+            data = file.read()
+        finally:
+            file.release()
+        yield data
+
+    async def _from_chunks(self, chunks: list[bytes]) -> AsyncIterator[bytes]:
         index = 0
         while True:
-            while index < len(self.chunks):
-                yield self.chunks[index]
+            while index < len(chunks):
+                yield chunks[index]
                 index += 1
             if self.done:
                 if self.error is not None:
@@ -110,18 +135,44 @@ class SegmentEntry:
 
     def body(self) -> bytes:
         """The whole body of a complete entry."""
+        if self.file is not None:
+            if not self.file.acquire():
+                raise NotFound("This segment left the cache; reload the playlist.")
+            try:
+                return self.file.read()
+            finally:
+                self.file.release()
         return b"".join(self.chunks)
 
 
 class _ByteLRU(LRUCache[Hashable, SegmentEntry]):
-    def __init__(self, maxsize: int, on_evict: Callable[[], None]) -> None:
+    def __init__(self, maxsize: int, on_evict: Callable[[SegmentEntry], None],
+                 on_drop: Callable[[SegmentEntry], None]) -> None:
         super().__init__(maxsize=maxsize, getsizeof=lambda e: max(e.size, 1))
         self._on_evict = on_evict
+        self._on_drop = on_drop
 
     def popitem(self) -> tuple[Hashable, SegmentEntry]:
         item = super().popitem()
-        self._on_evict()
+        self._on_evict(item[1])
         return item
+
+    def __setitem__(self, key: Hashable, value: SegmentEntry) -> None:
+        old = self.get(key)
+        super().__setitem__(key, value)  # ValueError (too large) leaves the old entry in place
+        if old is not None and old is not value:
+            self._on_drop(old)
+
+    def __delitem__(self, key: Hashable) -> None:
+        entry = self[key]
+        super().__delitem__(key)
+        self._on_drop(entry)
+
+    def clear(self) -> None:  # cachetools clears its dict directly, past __delitem__
+        entries = [self[key] for key in list(self)]
+        super().clear()
+        for entry in entries:
+            self._on_drop(entry)
 
 
 class SegmentCache:
@@ -134,7 +185,14 @@ class SegmentCache:
         metrics: Metrics,
     ) -> None:
         self._metrics = metrics
-        self._lru = _ByteLRU(max(cache_bytes, 1), self._evicted)
+        self._lru = _ByteLRU(max(cache_bytes, 1), self._evicted, self._dropped)
+        #: finished segments go into memory files when sendfile can send them (asyncio's loop, Linux)
+        try:
+            zero_copy = memfile.supported(asyncio.get_running_loop())
+        except RuntimeError:  # built outside a loop (tests of the cache alone): chunks only
+            zero_copy = False
+        self._max_files = memfile.max_files() if zero_copy else 0
+        self._files = 0
         self._inflight: dict[Hashable, SegmentEntry] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._task_of: dict[Hashable, asyncio.Task[None]] = {}
@@ -154,8 +212,30 @@ class SegmentCache:
     def __len__(self) -> int:
         return len(self._lru)
 
-    def _evicted(self) -> None:
+    def _evicted(self, entry: SegmentEntry) -> None:
         self._metrics.cache_evictions.inc()
+
+    def _dropped(self, entry: SegmentEntry) -> None:
+        """Every way an entry leaves the LRU (eviction, replacement, clear) ends here."""
+        if entry.file is not None and entry.file.drop():
+            self._files -= 1
+
+    def _to_file(self, entry: SegmentEntry) -> None:
+        """Move a cached entry's bytes into a memory file (it stays in memory if that fails)."""
+        if self._files >= self._max_files or entry.size < memfile.MIN_FILE_BYTES or entry.file is not None:
+            return
+        try:
+            entry.file = MemFile(entry.chunks, entry.size)
+        except OSError as exc:
+            log.warning("segment kept in memory: no memory file (%s)", exc)
+            return
+        entry.chunks = []  # readers already iterating keep their own reference to the list
+        self._files += 1
+
+    @property
+    def files(self) -> int:
+        """Cached segments held in memory files."""
+        return self._files
 
     def _update_gauges(self) -> None:
         self._metrics.cache_bytes.set(self._lru.currsize)
@@ -220,6 +300,7 @@ class SegmentCache:
             if entry.done and entry.error is None:
                 with contextlib.suppress(ValueError):  # larger than the whole cache: attached readers only
                     self._lru[entry.key] = entry
+                    self._to_file(entry)
             self._update_gauges()
 
     async def _download(self, entry: SegmentEntry, opener: Opener) -> None:

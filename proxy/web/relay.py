@@ -4,6 +4,9 @@ Bodies are written chunk by chunk through ``StreamResponse.write``, which waits 
 socket to drain (aiohttp's built-in backpressure), so no response ever holds more than
 a chunk plus the transport's buffer for a client. A client that goes away raises out of
 ``write``; the caller's ``finally`` blocks release whatever they hold.
+
+A cached segment held in a memory file (``proxy/hls/memfile.py``) goes out with ``sendfile(2)``
+instead: no copy through Python and nothing parked in the transport's buffer.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from collections.abc import Iterator
 
 from aiohttp import hdrs, web
 
-from proxy.errors import ProxyError
+from proxy.errors import NotFound, ProxyError
+from proxy.hls.memfile import MemFile
 from proxy.hls.segments import SegmentEntry
 from proxy.keys import CONFIG_KEY, METRICS_KEY
 from proxy.nextpvr.streams import UpstreamStream
 from proxy.recordings.ranges import parse_range
+from proxy.web.sendfile import cork, send_file
 
 __all__ = ["RELAY_CHUNK", "content_type_for", "etag_matches", "relay_upstream", "send", "send_bytes_range",
            "send_entry"]
@@ -155,6 +160,22 @@ def _count(request: web.Request, kind: str, size: int) -> None:
 async def send_entry(request: web.Request, entry: SegmentEntry, *, name: str, kind: str,
                      cache_control: str, etag: str | None = None) -> web.StreamResponse:
     """Stream a (possibly still downloading) shared segment; honours Range once it is complete."""
+    # before anything can suspend: the memory file (taken: an eviction meanwhile closes it only after
+    # this response), or the chunks as they are now (bytes that move to a file later stay readable)
+    file = entry.file if request.method != hdrs.METH_HEAD and request.transport is not None else None
+    if file is not None and not file.acquire():
+        raise NotFound("This segment left the cache; reload the playlist.")
+    try:
+        return await _send_entry(request, entry, file, name=name, kind=kind, cache_control=cache_control,
+                                 etag=etag)
+    finally:
+        if file is not None:
+            file.release()
+
+
+async def _send_entry(request: web.Request, entry: SegmentEntry, file: MemFile | None, *, name: str, kind: str,
+                      cache_control: str, etag: str | None) -> web.StreamResponse:
+    chunks = entry.iter_bytes() if file is None else None
     head = await entry.wait_head()
     ctype = content_type_for(name, head.content_type)
     range_header = request.headers.get(hdrs.RANGE)
@@ -165,15 +186,28 @@ async def send_entry(request: web.Request, entry: SegmentEntry, *, name: str, ki
     if etag is not None:
         resp.headers[hdrs.ETAG] = etag
     resp.content_type = ctype
-    if head.content_length is not None:
+    if file is not None:
+        resp.content_length = file.size
+    elif head.content_length is not None:
         resp.content_length = head.content_length
     elif entry.done:
         resp.content_length = entry.size
+    sock = request.transport.get_extra_info("socket") if file is not None and request.transport else None
+    corked = sock is not None and cork(sock, True)
     await resp.prepare(request)
-    if request.method == hdrs.METH_HEAD:
+    if file is not None:
+        sent = await send_file(request, file, request.app[CONFIG_KEY].server.send_timeout, corked=corked)
+        if sent is None:  # the headers still wait in the transport: the bytes go after them, written
+            sent = True
+            await send(request, resp, file.read())
+        if sent:
+            _count(request, kind, file.size)
+            await resp.write_eof()
+        return resp
+    if request.method == hdrs.METH_HEAD or chunks is None:
         return resp
     try:
-        async for chunk in entry.iter_bytes():
+        async for chunk in chunks:
             for piece in _pieces(request.transport, chunk):
                 await send(request, resp, piece)
             _count(request, kind, len(chunk))
