@@ -47,21 +47,13 @@ _PLAY = """(url) => {
 }"""
 
 
-#: A bug this test found, not fixed here (the numbering is proxy/hls/stitch.py's and
-#: proxy/packager/manager.py's): in about half the runs, in both modes, hls.js stops with a fatal
-#: levelParsingError "media sequence mismatch N: <old URI>, <new URI>": after the fail-over a playlist
-#: lists a media sequence number the player already had under another segment URI (RFC 8216bis: a
-#: number names one segment), and hls.js gives up instead of reloading. ffmpeg does not check, and
-#: carries on (tests/test_replicas.py). Starting a fresh numbering a few numbers above the wall clock's
-#: was tried and did not cure it (the reused number was ~10 below the clock's at the kill). Non-strict:
-#: it passes when the numbers happen not to collide; drop the mark with the fix.
-_SEQUENCE_REUSE = pytest.mark.xfail(
-    reason="after a fail-over a media sequence number can name another segment URI (fatal in hls.js)",
-    strict=False)
 
 
-@pytest.mark.parametrize("mode", [pytest.param("remux", marks=_SEQUENCE_REUSE),
-                                  pytest.param("transcode", marks=_SEQUENCE_REUSE)])
+#: Both replicas number a fresh playlist from the wall clock, ten numbers a second
+#: (proxy/hls/numbering.py): numbering by the target duration let the survivor list a number the
+#: dead replica had given another segment, and hls.js stopped with a fatal levelParsingError
+#: "media sequence mismatch" in about half the runs, in both modes, before that.
+@pytest.mark.parametrize("mode", ["remux", "transcode"])
 async def test_hlsjs_keeps_playing_through_nginx_when_its_replica_is_killed(
         tmp_path: Path, emulator_factory: EmulatorFactory, page: Page, page_watch: PageWatch, mode: str) -> None:
     if not HLSJS.exists():

@@ -123,22 +123,25 @@ def test_a_restarted_playlist_carries_on_where_the_stopped_one_left_off() -> Non
     assert LivePlaylist().continuation() is None
 
 
-def test_a_second_proxy_numbers_the_channel_at_least_as_high_as_the_first() -> None:
-    """Replica A started the channel at t=1000 s and served segments for a minute; replica B takes
-    over at t=1060 s with a transcode of its own, which NextPVR numbers from 0 again. B's numbers
-    continue at or above A's, so a player that keeps the playlist URL skips ahead, never back."""
-    now = [1000.0]
-    first = LivePlaylist(clock=lambda: now[0])
-    first.update(1, split_media_playlist(upstream(0, 3)))
-    for newest in range(3, 33):  # 30 more 2 s segments: one minute
-        now[0] += 2.0
-        first.update(1, split_media_playlist(upstream(newest - 2, 3)))
-    last_of_first = first.last_sequence
-    assert last_of_first is not None
-    second = LivePlaylist(clock=lambda: now[0])
-    second.update(1, split_media_playlist(upstream(0, 3, prefix="b")))
-    assert second.media_sequence >= last_of_first - 2  # B's window starts where A's window was
-    assert second.last_sequence is not None and second.last_sequence >= last_of_first
+def test_a_second_proxy_numbers_the_channel_above_every_number_of_the_first() -> None:
+    """Replica A started the channel and served segments; replica B takes over with a transcode of
+    its own, which NextPVR numbers from 0 again. B's numbers start above all of A's, so a player that
+    keeps the playlist URL skips ahead, never back, and never sees one number given to two segments
+    (hls.js stops on that: "media sequence mismatch"). After a minute, and one second after A began
+    with six segments listed at once."""
+    for served, listed in ((30, 3), (0, 6)):
+        now = [1_780_000_000.0]
+        first = LivePlaylist(clock=lambda: now[0])
+        first.update(1, split_media_playlist(upstream(0, listed)))
+        for newest in range(listed, listed + served):  # 2 s segments
+            now[0] += 2.0
+            first.update(1, split_media_playlist(upstream(newest - listed + 1, listed)))
+        last_of_first = first.last_sequence
+        assert last_of_first is not None
+        now[0] += 1.0
+        second = LivePlaylist(clock=lambda: now[0])
+        second.update(1, split_media_playlist(upstream(0, listed, prefix="b")))
+        assert second.media_sequence > last_of_first, (served, listed)
     # and without a clock (recordings, and the tests above) NextPVR's own numbers are kept
     plain = LivePlaylist()
     plain.update(1, split_media_playlist(upstream(0, 3)))

@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from proxy.hls.numbering import wall_clock_sequence
+
 __all__ = ["SEGMENT_TAGS", "LivePlaylist", "ParsedMedia", "SequenceReset", "split_media_playlist"]
 
 # Tags that belong to the next media segment: a block starts at the first of them.
@@ -220,12 +222,11 @@ class LivePlaylist:
             if last is None and self._seed is not None:
                 last = self._seed - 1
             if last is None and self._clock is not None:
-                # Numbered from the wall clock, one number per target duration: a second proxy (a replica
-                # taking over after the first died) numbers the same channel at least as high as the
-                # first did, so a player that keeps the playlist URL never sees the sequence go back
-                # (ffmpeg would wait for the old numbers for ever) and skips ahead instead.
-                newest = int(self._clock() // max(1, parsed.target_duration))
-                last = newest - len(parsed.blocks)
+                # Numbered from the wall clock, faster than segments come (numbering.py): a second
+                # proxy (a replica taking over after the first died) numbers the channel strictly
+                # above every number the first listed, so a player that keeps the playlist URL skips
+                # ahead and never sees a number given to another segment
+                last = wall_clock_sequence(self._clock()) - 1
             first_up = parsed.blocks[0].upstream_seq
             self._offset = (last + 1 - first_up) if last is not None else 0
             join_marked = (self._generation is not None and bool(self._segs)) or self._seeded

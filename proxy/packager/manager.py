@@ -20,6 +20,7 @@ from typing import Final, Literal, TypeVar
 
 from proxy.config import Config
 from proxy.errors import ProxyError, ServiceUnavailable
+from proxy.hls.numbering import wall_clock_sequence
 from proxy.hls.tokens import TokenSigner
 from proxy.metrics import Metrics
 from proxy.packager.muxer import WATCH_TARGETS, Muxer
@@ -170,11 +171,11 @@ class RemuxManager:
         if carried is not None:
             first, discontinuities = carried
         else:
-            # Numbered from the wall clock, one number per target duration (segments are never
-            # shorter): another replica that takes the channel over after this one died numbers at
-            # least as high, so a player keeping the playlist URL skips ahead instead of waiting for
-            # numbers it already had (ffmpeg would).
-            first, discontinuities = int(time.time() // self._config.hls.segment_duration), 0
+            # Numbered from the wall clock, faster than segments come (hls/numbering.py): another
+            # replica that takes the channel over after this one died numbers strictly above every
+            # number this one listed, so a player keeping the playlist URL skips ahead instead of
+            # waiting for numbers it already had (ffmpeg) or refusing a reused one (hls.js).
+            first, discontinuities = wall_clock_sequence(time.time()), 0
         muxer = Muxer(channel_id, self._config, self.store, self._signer, first_sequence=first,
                       discontinuity_sequence=discontinuities, continues=carried is not None,
                       metrics=self._metrics, on_idle=self._idle, timeshift=self.timeshift,
