@@ -19,7 +19,8 @@ from proxy.hls.rewrite import (
     iter_rewrite,
     rewrite_playlist,
 )
-from proxy.hls.tokens import ProxyUrlMapper, TokenSigner
+from proxy.hls.tokens import TokenSigner
+from proxy.hls.url_mapper import ProxyUrlMapper
 
 RESOURCES = Path(__file__).parent / "resources" / "playlists"
 EXPECTED: dict[str, Any] = json.loads((RESOURCES / "expected_uri_sites.json").read_text())
