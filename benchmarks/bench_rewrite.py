@@ -35,7 +35,8 @@ if str(ROOT) not in sys.path:  # run as a script from a clean clone: the package
 import m3u8  # noqa: E402  (the baseline being compared against; never used by the proxy to write)
 
 from proxy.hls.rewrite import UriKind, UriSite, iter_rewrite, rewrite_playlist  # noqa: E402
-from proxy.hls.tokens import ProxyUrlMapper, TokenSigner  # noqa: E402
+from proxy.hls.tokens import TokenSigner  # noqa: E402
+from proxy.hls.url_mapper import ProxyUrlMapper  # noqa: E402
 
 PLAYLISTS = ROOT / "tests" / "resources" / "playlists"
 CASES = ("live_6seg", "vod_1000seg", "vod_10000seg")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from proxy.hls.rewrite import UriKind, UriSite
-from proxy.hls.tokens import ProxyUrlMapper, TokenSigner
+from proxy.hls.tokens import TokenSigner
+from proxy.hls.url_mapper import ProxyUrlMapper
 from proxy.hls.urls import TranscodeKey, check_scope, hls_path, parse_scope, split_hls_path
 from proxy.hls.viewers import ViewerTracker
 from proxy.hls.vod_index import VodIndex

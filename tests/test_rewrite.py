@@ -19,7 +19,8 @@ from proxy.hls.rewrite import (
     iter_rewrite,
     rewrite_playlist,
 )
-from proxy.hls.tokens import ProxyUrlMapper, TokenSigner
+from proxy.hls.tokens import TokenSigner
+from proxy.hls.url_mapper import ProxyUrlMapper
 
 RESOURCES = Path(__file__).parent / "resources" / "playlists"
 EXPECTED: dict[str, Any] = json.loads((RESOURCES / "expected_uri_sites.json").read_text())
@@ -470,7 +471,11 @@ def test_foreign_hosts_become_refusing_proxy_urls(signer: TokenSigner) -> None:
 
 
 @pytest.mark.parametrize(("name", "allowed_project_modules"), [
-    ("proxy.hls.rewrite", {"proxy.hls.resolve", "proxy.hls.scrub"}),  # both checked by the next cases
+    # the rewriter's own modules and the two it uses are each checked by the next cases
+    ("proxy.hls.rewrite", {"proxy.hls.resolve", "proxy.hls.scrub", "proxy.hls.playlist_syntax",
+                           "proxy.hls.rewrite_pass"}),
+    ("proxy.hls.rewrite_pass", {"proxy.hls.resolve", "proxy.hls.scrub", "proxy.hls.playlist_syntax"}),
+    ("proxy.hls.playlist_syntax", set()),
     ("proxy.hls.resolve", set()),
     ("proxy.hls.scrub", {"base64", "binascii", "urllib.parse"}),
 ])

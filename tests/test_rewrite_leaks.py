@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from proxy.hls.rewrite import rewrite_playlist
 from proxy.hls.scrub import LeakGuard
-from proxy.hls.tokens import ProxyUrlMapper, TokenSigner
+from proxy.hls.tokens import TokenSigner
+from proxy.hls.url_mapper import ProxyUrlMapper
 
 HOST = "nextpvr-box.test"
 ORIGIN = f"http://{HOST}:8866"

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.hls.rewrite import PlaylistError, iter_rewrite, rewrite_playlist
-from proxy.hls.tokens import ProxyUrlMapper, TokenSigner
+from proxy.hls.tokens import TokenSigner
+from proxy.hls.url_mapper import ProxyUrlMapper
 
 HOST = "upstream-host.test"
 ORIGIN = f"http://{HOST}:8866"

@@ -16,13 +16,12 @@ from proxy.hls.rewrite import UriKind, UriSite
 from proxy.hls.tokens import (
     MAX_TOKEN_CHARS,
     SID_PLACEHOLDER,
-    ProxyUrlMapper,
     Target,
     TokenError,
     TokenSigner,
     _HmacSha256,
-    file_name,
 )
+from proxy.hls.url_mapper import ProxyUrlMapper, file_name
 
 SECRET = b"k" * 32
 NOW = 1_700_000_000

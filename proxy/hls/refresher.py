@@ -29,7 +29,8 @@ from proxy.hls.rewrite import PlaylistError, PlaylistInfo, UriKind, UriSite, ite
 from proxy.hls.scrub import LeakGuard
 from proxy.hls.segments import Opener, SegmentCache, SegmentEntry
 from proxy.hls.stitch import Block, LivePlaylist, split_media_playlist
-from proxy.hls.tokens import ProxyUrlMapper, Target, TokenError, TokenSigner
+from proxy.hls.tokens import Target, TokenError, TokenSigner
+from proxy.hls.url_mapper import ProxyUrlMapper
 from proxy.hls.urls import TranscodeKey, split_hls_path
 from proxy.hls.vod_index import VodIndex
 from proxy.metrics import Metrics

@@ -5,7 +5,7 @@
   ``rec.<recording>.<profile>`` (:class:`TranscodeKey`, :func:`parse_scope`).
 - A proxied resource is ``/hls/{scope}/{token}/{name}`` (:func:`hls_path`,
   :func:`split_hls_path`); ``/hls/blocked/{digest}/{name}`` is what a URI outside NextPVR
-  becomes (:data:`BLOCKED_SCOPE`). The token mapper in ``tokens.py`` writes the same layout
+  becomes (:data:`BLOCKED_SCOPE`). The token mapper in ``url_mapper.py`` writes the same layout
   on its hot path from :data:`HLS_PREFIX`.
 """
 

@@ -1,6 +1,6 @@
 """Open NextPVR streams (``/live``, transcode playlists and segments) and read bodies safely.
 
-This is the stream half of the NextPVR boundary; :mod:`proxy.nextpvr.client` is the API half.
+This is the stream half of the NextPVR boundary; :mod:`proxy.nextpvr.transport` is the API half.
 Together they are the only place where aiohttp client exceptions and timeouts are caught. Here
 they leave as :mod:`proxy.errors` exceptions, chained with ``from``:
 

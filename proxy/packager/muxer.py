@@ -8,6 +8,9 @@ playlist bytes ready, rebuilt only when a segment completes (requests never buil
 A session is watched while some client fetched its playlist within three target durations or
 is still receiving one of its segments; after that the manager detaches it (and the stream's
 linger starts if no TS viewer is left).
+
+What the playlist says (rendering, LL-HLS live edge lines, the timeshift window and its start-over
+variant) is written by ``session_playlist.py``; the muxer passes in its state at each rebuild.
 """
 
 from __future__ import annotations
@@ -27,20 +30,13 @@ from proxy.media.analyzer import StreamAnalyzer
 from proxy.media.psi import ProgramMap
 from proxy.media.timestamps import pes_timestamps
 from proxy.metrics import Metrics
-from proxy.packager.ll_playlist import LiveEdge, PartEntry, ll_media_playlist
 from proxy.packager.parts import Part, PartCutter
-from proxy.packager.playlist import PlaylistEntry, media_playlist, target_duration
-from proxy.packager.programmes import (
-    ListingSource,
-    ProgrammeTracker,
-    StartPoint,
-    daterange_tags,
-    programme_start,
-    start_tag,
-)
+from proxy.packager.playlist import PlaylistEntry, target_duration
+from proxy.packager.programmes import ListingSource, ProgrammeTracker, StartPoint
 from proxy.packager.progress import Progress
 from proxy.packager.segment import Segment
 from proxy.packager.segmenter import Segmenter
+from proxy.packager.session_playlist import PlaylistRenderer, TimeshiftListing
 from proxy.packager.splice import Splicer, drop_unfinished, timeline_end
 from proxy.packager.store import SegmentStore
 from proxy.packager.timeshift import ChannelTimeshift, DiskSegment, TimeshiftStore
@@ -92,8 +88,8 @@ class Muxer:
         self.low_latency = self._hls.low_latency
         self.parts = PartCutter(self._hls.part_duration)
         self._playlist_skip = b""
-        #: rendered segment lines of the listed window, reused at every rebuild (playlist.Blocks)
-        self._blocks: dict[PlaylistEntry, str] = {}
+        self._renderer = PlaylistRenderer(self.parts, low_latency=self.low_latency,
+                                          part_target=self._hls.part_duration, part_uri=self.part_uri)
         self.progress = Progress()
         #: set once the playlist lists a segment, or the session failed or ended
         self.ready = asyncio.Event()
@@ -110,20 +106,16 @@ class Muxer:
         # timeshift (hls.timeshift > 0): older segments listed from disk, programme marks from the guide
         self._timeshift: ChannelTimeshift | None = None
         self._programmes: ProgrammeTracker | None = None
+        self._listing: TimeshiftListing | None = None
         if timeshift is not None:
             self._timeshift = timeshift.open(self.session)
             if listings is not None:
                 self._programmes = ProgrammeTracker(channel_id, listings, lookback=timeshift.window,
                                                     on_change=self.programmes_changed)
                 self._programmes.start()
-        self._discontinuity_start = discontinuity_sequence
-        #: the first listed sequence never goes down, even if a disk write lagged
-        self._listed_floor = first_sequence
-        self._listed: list[PlaylistEntry] = []
-        self._dateranges: list[str] = []
-        self._discontinuity_listed = discontinuity_sequence
-        self._start_playlist: tuple[bytes, bytes] | None = None
-        self._start_point = StartPoint(0.0, False, None)
+            self._listing = TimeshiftListing(channel_id, self._timeshift, self._programmes,
+                                             first_sequence=first_sequence,
+                                             discontinuity_sequence=discontinuity_sequence, write=self._write)
         self._arm()
 
     # -- the Tap interface (called on the fan-out's reader task) ----------------------------------------
@@ -243,8 +235,8 @@ class Muxer:
             await self._progress.wait()
 
     def _rebuild(self) -> None:
-        if self._timeshift is not None:
-            self._rebuild_timeshift(self._timeshift)
+        if self._listing is not None:
+            self._playlist, self._playlist_skip = self._listing.rebuild(self._window, self._next_sequence)
             return
         window = [s for s in self._window if not s.evicted]
         entries = [PlaylistEntry(s.sequence, s.duration or 0.0, s.wall_clock, s.uri, s.discontinuity)
@@ -257,37 +249,9 @@ class Muxer:
 
     def _write(self, entries: list[PlaylistEntry], discontinuity_sequence: int,
                tags: Sequence[str] = ()) -> tuple[bytes, bytes]:
-        """The playlist and its delta update (the same bytes without low latency), with ``tags``
-        (EXT-X-START, EXT-X-DATERANGE) for the timeshift window."""
-        if len(self._blocks) > 2 * len(entries) + 64:  # bounded by the listed window
-            self._blocks = {e: self._blocks[e] for e in entries if e in self._blocks}
-        if not self.low_latency:
-            body = media_playlist(entries, target=self._target, ended=self.ended,
-                                  discontinuity_sequence=discontinuity_sequence, tags=tags, blocks=self._blocks)
-            return body, body
-        return self._write_ll(entries, discontinuity_sequence, tags)
-
-    def _write_ll(self, entries: list[PlaylistEntry], discontinuity_sequence: int,
-                  tags: Sequence[str]) -> tuple[bytes, bytes]:
-        parts = {sequence: [PartEntry(p.duration, p.uri, p.independent) for p in listed]
-                 for sequence, listed in self.parts.parts.items()}
-        edge: LiveEdge | None = None
-        current = self._segmenter.current
-        if not self.ended and self.failed is None:
-            sequence = current.sequence if current is not None else self._next_sequence
-            growing = [PartEntry(p.duration, p.uri, p.independent) for p in self.parts.parts.get(sequence, [])]
-            edge = LiveEdge(sequence, current.wall_clock if current is not None else time.time(), growing,
-                            self.part_uri(sequence, len(growing)),
-                            discontinuity=current.discontinuity if current is not None else False)
-            if entries and sequence != entries[-1].sequence + 1:
-                edge = None  # evicted segments at the end of the window (a store under pressure)
-
-        def build(skip: bool) -> bytes:
-            return ll_media_playlist(entries, parts, target=self._target, part_target=self._hls.part_duration,
-                                     edge=edge, discontinuity_sequence=discontinuity_sequence, ended=self.ended,
-                                     skip=skip, tags=tags, blocks=self._blocks)
-
-        return build(False), build(True)
+        return self._renderer.write(entries, discontinuity_sequence, tags, target=self._target, ended=self.ended,
+                                    live=not self.ended and self.failed is None,
+                                    current=self._segmenter.current, next_sequence=self._next_sequence)
 
     # -- LL-HLS: where the live edge is -------------------------------------------------------------------
 
@@ -330,29 +294,6 @@ class Muxer:
             return None
         return segment, part
 
-    def _rebuild_timeshift(self, timeshift: ChannelTimeshift) -> None:
-        """The whole timeshift window: older segments from disk, the newest from memory."""
-        window = [s for s in self._window if not s.evicted]
-        older: list[DiskSegment] = []
-        if window:
-            older = [r for r in timeshift.listed_before(window[0].sequence) if r.sequence >= self._listed_floor]
-        entries = [PlaylistEntry(r.sequence, r.duration, r.program_date_time, r.uri, r.discontinuity)
-                   for r in older]
-        entries += [PlaylistEntry(s.sequence, s.duration or 0.0, s.wall_clock, s.uri, s.discontinuity)
-                    for s in window]
-        if entries:
-            self._listed_floor = entries[0].sequence
-        first = entries[0].sequence if entries else self._next_sequence
-        # tags of this session's segments that left the listed window count (RFC 8216bis 4.4.3.3)
-        left = timeshift.left_discontinuities + sum(
-            1 for r in timeshift.records if r.sequence < first and r.discontinuity)
-        self._listed = entries
-        self._discontinuity_listed = self._discontinuity_start + left
-        programmes = self._programmes.programmes if self._programmes is not None else ()
-        self._dateranges = daterange_tags(self.channel_id, programmes, entries)
-        self._playlist, self._playlist_skip = self._write(entries, self._discontinuity_listed, self._dateranges)
-        self._start_playlist = None
-
     def programmes_changed(self) -> None:
         """The guide's programmes of the channel changed: re-mark the playlist."""
         if self._timeshift is not None and self._window and not self.closed:
@@ -368,20 +309,9 @@ class Muxer:
 
     def start_point(self) -> StartPoint:
         """Where ``?start=programme`` begins in the current playlist."""
-        self._start_over()
-        return self._start_point
-
-    def _start_over(self) -> tuple[bytes, bytes]:
-        """The playlist (and its delta update) with ``EXT-X-START`` at the current programme's start,
-        built once per rebuild."""
-        if self._start_playlist is None:
-            current = self._programmes.current() if self._programmes is not None else None
-            # RFC 8216bis 4.4.2.2: a live playlist's start SHOULD NOT be within three target durations of its end
-            self._start_point = programme_start(current, self._listed,
-                                                hold_back=0.0 if self.ended else 3.0 * self._target)
-            self._start_playlist = self._write(self._listed, self._discontinuity_listed,
-                                               [start_tag(self._start_point), *self._dateranges])
-        return self._start_playlist
+        if self._listing is None:
+            return StartPoint(0.0, False, None)
+        return self._listing.start_point(target=self._target, ended=self.ended)
 
     @property
     def target(self) -> int:
@@ -423,8 +353,8 @@ class Muxer:
         self._clients.move_to_end(client)
         while len(self._clients) > _MAX_CLIENTS:
             self._clients.popitem(last=False)
-        if start_programme and self._timeshift is not None and self._listed:
-            full, delta = self._start_over()
+        if start_programme and self._listing is not None and self._listing.listed:
+            full, delta = self._listing.start_over(target=self._target, ended=self.ended)
             return delta if skip else full
         return self._playlist_skip if skip else self._playlist
 
