@@ -131,7 +131,11 @@ def test_a_second_proxy_numbers_the_channel_above_every_number_of_the_first() ->
     with six segments listed at once."""
     for served, listed in ((30, 3), (0, 6)):
         now = [1_780_000_000.0]
-        first = LivePlaylist(clock=lambda: now[0])
+
+        def clock(now: list[float] = now) -> float:
+            return now[0]
+
+        first = LivePlaylist(clock=clock)
         first.update(1, split_media_playlist(upstream(0, listed)))
         for newest in range(listed, listed + served):  # 2 s segments
             now[0] += 2.0
@@ -139,7 +143,7 @@ def test_a_second_proxy_numbers_the_channel_above_every_number_of_the_first() ->
         last_of_first = first.last_sequence
         assert last_of_first is not None
         now[0] += 1.0
-        second = LivePlaylist(clock=lambda: now[0])
+        second = LivePlaylist(clock=clock)
         second.update(1, split_media_playlist(upstream(0, listed, prefix="b")))
         assert second.media_sequence > last_of_first, (served, listed)
     # and without a clock (recordings, and the tests above) NextPVR's own numbers are kept

@@ -34,7 +34,7 @@ __all__ = ["RELAY_CHUNK", "content_type_for", "etag_matches", "relay_upstream", 
 log = logging.getLogger("proxy.relay")
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
-#: every extension a proxy URL can end in (``proxy.hls.tokens.file_name`` keeps only these) has its
+#: every extension a proxy URL can end in (``proxy.hls.url_mapper.file_name`` keeps only these) has its
 #: type here, so the upstream's Content-Type matters only for names without one
 _BY_EXTENSION = {
     ".m3u8": PLAYLIST_TYPE,
