@@ -100,7 +100,6 @@ class RoutePolicies:
 
 
 ROUTE_POLICIES_KEY = web.AppKey("route_policies", RoutePolicies)
-_NO_POLICIES = RoutePolicies()
 
 
 def _policies(app: web.Application) -> RoutePolicies:
@@ -131,7 +130,9 @@ def claim(app: web.Application, path: str, *, prefix: bool = False, access: Acce
 
 
 async def route_policy(request: web.Request) -> Policy:
-    policies = request.app.get(ROUTE_POLICIES_KEY, _NO_POLICIES)
+    policies = request.app.get(ROUTE_POLICIES_KEY)
+    if policies is None:  # an app whose modules added no route
+        return DEFAULT
     info = request.match_info
     resource = info.route.resource
     if resource is not None:
