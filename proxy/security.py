@@ -56,10 +56,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MAX_KEY_CHARS = 512
 
 
-async def access_level(request: web.Request) -> Access:
+def access_level(request: web.Request) -> Access:
     if request.method == hdrs.METH_OPTIONS:
         return Access.PUBLIC  # a CORS preflight carries no credentials
-    return (await route_policy(request)).access
+    return route_policy(request).access
 
 
 def presented_key(request: web.Request, *, query: bool = True) -> str | None:
@@ -101,7 +101,7 @@ def _accepted_keys(config: Config) -> list[str]:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     config = request.app[CONFIG_KEY]
-    if config.auth.api_keys and await access_level(request) is Access.KEY:
+    if config.auth.api_keys and access_level(request) is Access.KEY:
         presented = presented_key(request)
         if not key_matches(presented, _accepted_keys(config)):
             message = "API key required" if presented is None else "API key not accepted"

@@ -64,14 +64,14 @@ def route_template(request: web.Request) -> str:
     return resource.canonical
 
 
-async def stream_kind(request: web.Request) -> StreamKind:
+def stream_kind(request: web.Request) -> StreamKind:
     """``hls``, ``ts`` or ``recording``: the kind label of a stream request (declared by its route)."""
-    return (await route_policy(request)).kind
+    return route_policy(request).kind
 
 
-async def error_response(request: web.Request, exc: ProxyError) -> web.Response:
+def error_response(request: web.Request, exc: ProxyError) -> web.Response:
     headers = dict(exc.headers)
-    if (await route_policy(request)).json_errors:
+    if route_policy(request).json_errors:
         body: dict[str, object] = {"error": exc.reason, "message": exc.message}
         field = getattr(exc, "field", None)
         if field:
@@ -93,17 +93,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         metrics = request.app[METRICS_KEY]
         metrics.errors.labels(exc.reason).inc()
         if isinstance(exc, NoTunerAvailable):
-            metrics.tuner_exhausted.labels(await stream_kind(request)).inc()
+            metrics.tuner_exhausted.labels(stream_kind(request)).inc()
         log.info("%s %s -> %d %s: %s", request.method, route_template(request), exc.status,
                  exc.reason, exc.message)
-        return await error_response(request, exc)
+        return error_response(request, exc)
     except web.HTTPException:
         raise
     except (asyncio.CancelledError, ConnectionError):
         raise  # the client left: observe_middleware counts it as 499
     except Exception:
         log.exception("unexpected error in %s %s", request.method, route_template(request))
-        if (await route_policy(request)).json_errors:
+        if route_policy(request).json_errors:
             return web.json_response({"error": "internal_error", "message": "internal error"}, status=500)
         return web.Response(status=500, text="internal error\n", content_type="text/plain")
 
@@ -163,7 +163,7 @@ def limit_middleware(max_clients: int) -> Middleware:
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal in_flight
-        if not (await route_policy(request)).limited:
+        if not route_policy(request).limited:
             return await handler(request)
         if in_flight >= max_clients:
             raise ServiceUnavailable("Too many clients at once; try again shortly.",

@@ -129,7 +129,18 @@ def claim(app: web.Application, path: str, *, prefix: bool = False, access: Acce
     _policies(app).claim(path, Policy(access, json_errors=json_errors), prefix=prefix)
 
 
-async def route_policy(request: web.Request) -> Policy:
+def _matches_path(resource: AbstractResource, path: str) -> bool:
+    """Whether ``resource`` matches ``path`` whatever the method (as aiohttp's resources do:
+    plain paths by equality, templates by their pattern)."""
+    info = resource.get_info()
+    if "path" in info:
+        return info["path"] == path
+    pattern = info.get("pattern")
+    return pattern is not None and pattern.fullmatch(path) is not None
+
+
+def route_policy(request: web.Request) -> Policy:
+    """The policy of the route ``request`` matched (synchronous: every request asks, twice)."""
     policies = request.app.get(ROUTE_POLICIES_KEY)
     if policies is None:  # an app whose modules added no route
         return DEFAULT
@@ -138,9 +149,9 @@ async def route_policy(request: web.Request) -> Policy:
     if resource is not None:
         return policies.of_resource(resource) or DEFAULT
     if isinstance(info.http_exception, web.HTTPMethodNotAllowed):
-        # aiohttp does not say which resource refused the method: ask each (only on a 405)
+        # aiohttp does not say which resource refused the method: find it (only on a 405)
+        path = request.rel_url.path_safe  # what the router matched against
         for candidate in request.app.router.resources():
-            match, allowed = await candidate.resolve(request)
-            if match is None and allowed:
+            if _matches_path(candidate, path):
                 return policies.of_resource(candidate) or DEFAULT
     return policies.of_path(request.path)
