@@ -1,6 +1,7 @@
 """Client authentication: API keys for playlists, lineup and API; signed tokens for segments.
 
-Who needs what (``access_level``):
+Who needs what (``access_level``: each route declares its level where it is added, see
+:mod:`proxy.web.routes`):
 
 - **public**: ``/healthz``, ``/readyz``, ``/metrics``, CORS preflights — probes and
   Prometheus must work without credentials (they expose no secret); the web page's own files
@@ -25,7 +26,6 @@ time taken does not tell which key (or how much of one) matched.
 
 from __future__ import annotations
 
-import enum
 import hmac
 import ipaddress
 import logging
@@ -36,9 +36,9 @@ from aiohttp import hdrs, web
 from proxy.config import Config
 from proxy.errors import AuthRequired
 from proxy.keys import CONFIG_KEY
+from proxy.web.routes import Access, route_policy
 
 __all__ = [
-    "PUBLIC_PATHS",
     "Access",
     "access_level",
     "auth_middleware",
@@ -52,30 +52,14 @@ log = logging.getLogger("proxy.security")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: probes and metrics: no key, and never refused by the client limit
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-_HDHOMERUN = frozenset(
-    {"/discover.json", "/lineup.json", "/lineup_status.json", "/lineup.post", "/device.xml"})
 #: a key longer than this is not compared at all (bounded work per request)
 _MAX_KEY_CHARS = 512
 
 
-class Access(enum.Enum):
-    PUBLIC = "public"
-    TOKEN = "token"
-    HDHOMERUN = "hdhomerun"
-    KEY = "key"
-
-
 def access_level(request: web.Request) -> Access:
-    path = request.path
-    if request.method == hdrs.METH_OPTIONS or path in PUBLIC_PATHS or path == "/" or path.startswith("/ui/"):
-        return Access.PUBLIC
-    if path.startswith(("/hls/", "/remux/")):
-        return Access.TOKEN
-    if path in _HDHOMERUN or path.startswith("/auto/v"):
-        return Access.HDHOMERUN
-    return Access.KEY
+    if request.method == hdrs.METH_OPTIONS:
+        return Access.PUBLIC  # a CORS preflight carries no credentials
+    return route_policy(request).access
 
 
 def presented_key(request: web.Request, *, query: bool = True) -> str | None:

@@ -38,6 +38,7 @@ from proxy.nextpvr.client import RecordingFilter
 from proxy.nextpvr.models import Channel, Listing, Recording, RecordingStatus
 from proxy.security import key_matches, presented_key
 from proxy.web.params import is_ascii_id, parse_channel_id, parse_id, public_base
+from proxy.web.routes import add_route, claim
 
 __all__ = ["MAX_EPG_SPAN", "MAX_GUIDE_SPAN", "setup"]
 
@@ -350,10 +351,12 @@ async def delete_recording(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/api/channels", list_channels)
-    app.router.add_get("/api/guide", guide)
-    app.router.add_get("/api/epg", epg)
-    app.router.add_get("/api/recordings", list_recordings)
-    app.router.add_post("/api/recordings", schedule_recording)
-    app.router.add_get("/api/recordings/{recording_id}", get_recording)
-    app.router.add_delete("/api/recordings/{recording_id}", delete_recording)
+    get, post, delete = hdrs.METH_GET, hdrs.METH_POST, hdrs.METH_DELETE
+    add_route(app, get, "/api/channels", list_channels, json_errors=True)
+    add_route(app, get, "/api/guide", guide, json_errors=True)
+    add_route(app, get, "/api/epg", epg, json_errors=True)
+    add_route(app, get, "/api/recordings", list_recordings, json_errors=True)
+    add_route(app, post, "/api/recordings", schedule_recording, json_errors=True)
+    add_route(app, get, "/api/recordings/{recording_id}", get_recording, json_errors=True)
+    add_route(app, delete, "/api/recordings/{recording_id}", delete_recording, json_errors=True)
+    claim(app, "/api/", prefix=True, json_errors=True)  # an unknown API path answers JSON too

@@ -26,6 +26,7 @@ from proxy.lineup import hdhr
 from proxy.nextpvr.client import NextPVRClient
 from proxy.web.live_ts import serve_live_ts
 from proxy.web.params import public_base
+from proxy.web.routes import Access, add_route, claim
 
 __all__ = ["CODECS_KEY", "HDHR_KEY", "HDHomeRunDevice", "setup"]
 
@@ -116,14 +117,24 @@ async def auto_tune(request: web.Request) -> web.StreamResponse:
         raise
 
 
+_DEVICE_PATHS = ("/discover.json", "/lineup.json", "/lineup_status.json", "/lineup.post", "/device.xml")
+
+
 def setup(app: web.Application) -> None:
+    # HDHomeRun clients (Plex, Jellyfin, Emby) cannot send a key: these paths are open. They are
+    # claimed even when the device is off, so that their 404s stay 404s (not 401s).
+    for path in _DEVICE_PATHS:
+        claim(app, path, access=Access.HDHOMERUN)
+    claim(app, "/auto/v", prefix=True, access=Access.HDHOMERUN)
     if not app[CONFIG_KEY].hdhomerun.enabled:
         return
     app[CODECS_KEY] = hdhr.no_codecs
-    app.router.add_get("/discover.json", discover_json)
-    app.router.add_get("/lineup.json", lineup_json)
-    app.router.add_get("/lineup_status.json", lineup_status_json)
-    app.router.add_post("/lineup.post", lineup_post)
-    app.router.add_get("/lineup.post", lineup_post)
-    app.router.add_get("/device.xml", device_xml)
-    app.router.add_get(r"/auto/v{number:[0-9]{1,6}(?:\.[0-9]{1,6})?}", auto_tune)
+    device = Access.HDHOMERUN
+    add_route(app, hdrs.METH_GET, "/discover.json", discover_json, access=device)
+    add_route(app, hdrs.METH_GET, "/lineup.json", lineup_json, access=device)
+    add_route(app, hdrs.METH_GET, "/lineup_status.json", lineup_status_json, access=device)
+    add_route(app, hdrs.METH_POST, "/lineup.post", lineup_post, access=device)
+    add_route(app, hdrs.METH_GET, "/lineup.post", lineup_post, access=device)
+    add_route(app, hdrs.METH_GET, "/device.xml", device_xml, access=device)
+    add_route(app, hdrs.METH_GET, r"/auto/v{number:[0-9]{1,6}(?:\.[0-9]{1,6})?}", auto_tune,
+              access=device, kind="ts")

@@ -19,6 +19,7 @@ from proxy.keys import CHANNELS_KEY, CONFIG_KEY
 from proxy.lineup.hdhr import transcode_behaviour
 from proxy.web.params import parse_channel_id, parse_id
 from proxy.web.relay import PLAYLIST_TYPE
+from proxy.web.routes import Access, add_route
 
 __all__ = ["TS_TYPE", "setup"]
 
@@ -67,10 +68,12 @@ async def auto_tune(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     """Call before the GET routes are added (the first route matching path and method wins)."""
-    app.router.add_route("HEAD", "/live/{channel_id}.ts", live_ts)
-    app.router.add_route("HEAD", "/live", live_ts)
-    app.router.add_route("HEAD", "/live/{channel_id}.m3u8", live_playlist)
-    app.router.add_route("HEAD", "/live.m3u8", live_playlist)
-    app.router.add_route("HEAD", "/recordings/{recording_id}.m3u8", recording_playlist)
+    head = hdrs.METH_HEAD
+    add_route(app, head, "/live/{channel_id}.ts", live_ts, kind="ts")
+    add_route(app, head, "/live", live_ts, kind="ts")
+    add_route(app, head, "/live/{channel_id}.m3u8", live_playlist, kind="hls")
+    add_route(app, head, "/live.m3u8", live_playlist, kind="hls")
+    add_route(app, head, "/recordings/{recording_id}.m3u8", recording_playlist, kind="recording")
     if app[CONFIG_KEY].hdhomerun.enabled:
-        app.router.add_route("HEAD", r"/auto/v{number:[0-9]{1,6}(?:\.[0-9]{1,6})?}", auto_tune)
+        add_route(app, head, r"/auto/v{number:[0-9]{1,6}(?:\.[0-9]{1,6})?}", auto_tune,
+                  access=Access.HDHOMERUN, kind="ts")

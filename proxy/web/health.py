@@ -13,12 +13,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from proxy.errors import LoginRefused, NextPVRError
 from proxy.keys import METRICS_KEY
 from proxy.nextpvr.client import NextPVRClient
+from proxy.web.routes import Access, add_route
 
 __all__ = ["READINESS_KEY", "Readiness", "setup"]
 
@@ -74,6 +75,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", make_aiohttp_handler(app[METRICS_KEY].registry))
+    # probes and Prometheus: no key (they expose no secret), and answered even when the client limit is hit
+    add_route(app, hdrs.METH_GET, "/healthz", healthz, access=Access.PUBLIC, limited=False)
+    add_route(app, hdrs.METH_GET, "/readyz", readyz, access=Access.PUBLIC, limited=False)
+    add_route(app, hdrs.METH_GET, "/metrics", make_aiohttp_handler(app[METRICS_KEY].registry),
+              access=Access.PUBLIC, limited=False)

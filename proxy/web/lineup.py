@@ -20,6 +20,7 @@ from proxy.nextpvr.models import RecordingStatus
 from proxy.web.health import ReadinessCheck
 from proxy.web.params import api_key_query, parse_channel_id, public_base
 from proxy.web.relay import etag_matches, send
+from proxy.web.routes import add_route
 
 # the keys live in keys.py, api_key_query and public_base in params.py: re-exported for existing imports
 __all__ = [
@@ -186,7 +187,7 @@ def guide_readiness(guide: GuideCache) -> ReadinessCheck:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/playlist.m3u", playlist_m3u)
-    app.router.add_get("/recordings.m3u", recordings_m3u)
-    app.router.add_get("/epg.xml", epg_xml)
-    app.router.add_get("/icons/{channel_id}", icon)
+    add_route(app, hdrs.METH_GET, "/playlist.m3u", playlist_m3u)
+    add_route(app, hdrs.METH_GET, "/recordings.m3u", recordings_m3u, kind="recording")
+    add_route(app, hdrs.METH_GET, "/epg.xml", epg_xml)
+    add_route(app, hdrs.METH_GET, "/icons/{channel_id}", icon)

@@ -29,6 +29,7 @@ from proxy.keys import CHANNELS_KEY, CONFIG_KEY, SEGMENTS_KEY, SIGNER_KEY, TRANS
 from proxy.web import live_remux
 from proxy.web.params import client_key, parse_channel_id, profile_of
 from proxy.web.relay import PLAYLIST_TYPE, etag_matches, send_entry
+from proxy.web.routes import Access, add_route, claim
 
 # the request helpers moved to params.py; re-exported for the imports that still name this module
 __all__ = ["client_key", "parse_channel_id", "profile_of", "serve_transcode_playlist", "setup"]
@@ -152,6 +153,9 @@ async def _cancel_warm_starts(app: web.Application) -> None:
 def setup(app: web.Application) -> None:
     app[_WARM_KEY] = set()
     app.on_shutdown.append(_cancel_warm_starts)
-    app.router.add_get("/live/{channel_id}.m3u8", live_playlist)
-    app.router.add_get("/live.m3u8", live_playlist)
-    app.router.add_get(HLS_PREFIX + "/{scope}/{token}/{name}", hls_resource)
+    add_route(app, hdrs.METH_GET, "/live/{channel_id}.m3u8", live_playlist, kind="hls")
+    add_route(app, hdrs.METH_GET, "/live.m3u8", live_playlist, kind="hls")
+    # every rewritten URI carries its own signed token: no key, and an unknown one is a 404
+    add_route(app, hdrs.METH_GET, HLS_PREFIX + "/{scope}/{token}/{name}", hls_resource,
+              access=Access.TOKEN, kind="hls")
+    claim(app, HLS_PREFIX + "/", prefix=True, access=Access.TOKEN)

@@ -29,6 +29,7 @@ from proxy.packager.urls import PREFIX, parse_part_name, parse_segment_name, ver
 from proxy.web import ll_hls
 from proxy.web.params import is_ascii_id
 from proxy.web.relay import PLAYLIST_TYPE, send
+from proxy.web.routes import Access, add_route, claim
 
 __all__ = ["START_OVER_HEADER", "remux_playlist", "requested_mode", "setup", "start_over_note"]
 
@@ -146,4 +147,6 @@ async def remux_segment(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get(PREFIX + "/{scope}/{token}/{name}", remux_segment)
+    # signed per-segment tokens, as under /hls/; the tuner label stays "ts" (the segments are TS)
+    add_route(app, hdrs.METH_GET, PREFIX + "/{scope}/{token}/{name}", remux_segment, access=Access.TOKEN, kind="ts")
+    claim(app, PREFIX + "/", prefix=True, access=Access.TOKEN)

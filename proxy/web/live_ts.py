@@ -20,6 +20,7 @@ from proxy.nextpvr.streams import UpstreamBody
 from proxy.ts.fanout import EndReason, Opener
 from proxy.web.params import parse_channel_id
 from proxy.web.relay import send
+from proxy.web.routes import add_route
 
 __all__ = ["live_ts_opener", "serve_live_ts", "setup"]
 
@@ -95,5 +96,5 @@ async def live_ts(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/live/{channel_id}.ts", live_ts)
-    app.router.add_get("/live", live_ts)
+    add_route(app, hdrs.METH_GET, "/live/{channel_id}.ts", live_ts, kind="ts")
+    add_route(app, hdrs.METH_GET, "/live", live_ts, kind="ts")

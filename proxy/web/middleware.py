@@ -1,8 +1,9 @@
 """Middlewares and signals shared by every route.
 
 - ``error_middleware`` turns :class:`ProxyError` into a short response a client can act
-  on (plain text, or JSON under ``/api/``) and anything unexpected into a 500 that is
-  logged once with its traceback. Cancellation (client gone, shutdown) is re-raised.
+  on (plain text, or JSON where the route declares ``json_errors``: the API) and anything
+  unexpected into a 500 that is logged once with its traceback. Cancellation (client gone,
+  shutdown) is re-raised.
 - ``observe_middleware`` writes the access log line and the request metrics, labelled by
   route template, never by raw path. A client that left mid-response counts as 499 (nginx's
   "client closed request"), not as a 5xx.
@@ -24,7 +25,7 @@ from aiohttp.typedefs import Middleware
 
 from proxy.errors import NoTunerAvailable, ProxyError, ServiceUnavailable
 from proxy.keys import CONFIG_KEY, METRICS_KEY
-from proxy.security import PUBLIC_PATHS
+from proxy.web.routes import StreamKind, route_policy
 
 __all__ = [
     "add_cors_headers",
@@ -63,19 +64,14 @@ def route_template(request: web.Request) -> str:
     return resource.canonical
 
 
-def stream_kind(request: web.Request) -> str:
-    """``hls``, ``ts`` or ``recording``: the kind label of a stream request."""
-    path = request.path
-    if path.startswith("/recordings"):
-        return "recording"
-    if path.endswith(".m3u8") or path.startswith("/hls/"):
-        return "hls"
-    return "ts"
+def stream_kind(request: web.Request) -> StreamKind:
+    """``hls``, ``ts`` or ``recording``: the kind label of a stream request (declared by its route)."""
+    return route_policy(request).kind
 
 
 def error_response(request: web.Request, exc: ProxyError) -> web.Response:
     headers = dict(exc.headers)
-    if request.path.startswith("/api/"):
+    if route_policy(request).json_errors:
         body: dict[str, object] = {"error": exc.reason, "message": exc.message}
         field = getattr(exc, "field", None)
         if field:
@@ -107,7 +103,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise  # the client left: observe_middleware counts it as 499
     except Exception:
         log.exception("unexpected error in %s %s", request.method, route_template(request))
-        if request.path.startswith("/api/"):
+        if route_policy(request).json_errors:
             return web.json_response({"error": "internal_error", "message": "internal error"}, status=500)
         return web.Response(status=500, text="internal error\n", content_type="text/plain")
 
@@ -167,7 +163,7 @@ def limit_middleware(max_clients: int) -> Middleware:
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal in_flight
-        if request.path in PUBLIC_PATHS:
+        if not route_policy(request).limited:
             return await handler(request)
         if in_flight >= max_clients:
             raise ServiceUnavailable("Too many clients at once; try again shortly.",

@@ -27,6 +27,7 @@ from aiohttp import hdrs, web
 from proxy.config import Config
 from proxy.errors import NotFound
 from proxy.keys import CONFIG_KEY
+from proxy.web.routes import Access, add_route, claim
 
 __all__ = ["IMAGE_HLSJS", "find_hlsjs", "setup"]
 
@@ -127,10 +128,14 @@ async def _files_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
+    # the page's files hold no data (it asks for a key before it shows any): public, and claimed
+    # even when the page is off, so that its 404s stay 404s (not 401s)
+    claim(app, "/", access=Access.PUBLIC)
+    claim(app, "/ui/", prefix=True, access=Access.PUBLIC)
     if not app[CONFIG_KEY].ui.enabled:
         return
     app.cleanup_ctx.append(_files_ctx)
-    app.router.add_get("/", serve_file)
-    app.router.add_get("/ui/settings.json", settings)
-    app.router.add_get(r"/ui/{name:[A-Za-z0-9_.-]+}", serve_file)
-    app.router.add_get(HLSJS_ROUTE, serve_file)
+    add_route(app, hdrs.METH_GET, "/", serve_file, access=Access.PUBLIC)
+    add_route(app, hdrs.METH_GET, "/ui/settings.json", settings, access=Access.PUBLIC)
+    add_route(app, hdrs.METH_GET, r"/ui/{name:[A-Za-z0-9_.-]+}", serve_file, access=Access.PUBLIC)
+    add_route(app, hdrs.METH_GET, HLSJS_ROUTE, serve_file, access=Access.PUBLIC)

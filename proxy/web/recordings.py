@@ -41,6 +41,7 @@ from proxy.web.live_hls import serve_transcode_playlist
 from proxy.web.local_file import TS_TYPE, send_local_file
 from proxy.web.params import parse_id, profile_of
 from proxy.web.relay import relay_upstream
+from proxy.web.routes import add_route
 
 __all__ = ["RECORDINGS_KEY", "RecordingLookup", "Recordings", "setup", "upstream_range"]
 
@@ -153,5 +154,5 @@ async def recording_playlist(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/recordings/{recording_id}.m3u8", recording_playlist)
-    app.router.add_get("/recordings/{recording_id}", recording_stream)
+    add_route(app, hdrs.METH_GET, "/recordings/{recording_id}.m3u8", recording_playlist, kind="recording")
+    add_route(app, hdrs.METH_GET, "/recordings/{recording_id}", recording_stream, kind="recording")

@@ -33,6 +33,7 @@ from proxy.keys import CLIENT_KEY, REMUX_KEY, TRANSCODES_KEY, TS_KEY
 from proxy.nextpvr.client import NextPVRClient
 from proxy.packager.manager import RemuxManager
 from proxy.ts.fanout import LiveTSManager
+from proxy.web.routes import add_route
 
 __all__ = ["STATUS_SOURCES_KEY", "StatusSource", "StreamStatus", "remux_source", "setup", "transcode_source",
            "ts_source"]
@@ -187,4 +188,4 @@ def setup(app: web.Application) -> None:
     """Register after the app's service context (it reads the TS and transcode managers)."""
     app[STATUS_SOURCES_KEY] = []
     app.cleanup_ctx.append(_status_ctx)
-    app.router.add_get("/api/status", status)
+    add_route(app, hdrs.METH_GET, "/api/status", status, json_errors=True)
