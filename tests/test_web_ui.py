@@ -234,6 +234,8 @@ async def test_recordings_play_delete_and_schedule_with_the_admin_key(emulator: 
     await wait_playing(page, 1.0)
     await row.locator("button", has_text="Delete").click()
     await row.wait_for(state="detached")
+    # the player was closed before the delete: its segments are gone (a 404 would be a page error)
+    assert await page.locator("#player").is_hidden()
     assert victim.id not in emulator.state.store.recordings or \
         emulator.state.store.recordings[victim.id].status(time.time()) == "deleted"
 

@@ -62,9 +62,14 @@ export function stop() {
   $("#player").hidden = true;
 }
 
+/** The playlist URL being played (null when the player is closed). */
+export function playingUrl() {
+  return current ? current.url : null;
+}
+
 export async function play({ title, url, vlcUrl, startOverUrl = null }, settings) {
   stop();
-  const token = {};
+  const token = { url };
   current = token;
   $("#player").hidden = false;
   $("#player-title").textContent = title;

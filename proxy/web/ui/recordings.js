@@ -1,7 +1,7 @@
 // Recordings: completed, in progress and scheduled; play; with the admin key, delete.
 
 import { adminKey, get, request, setAdminKey } from "./api.js";
-import { play } from "./player.js";
+import { play, playingUrl, stop } from "./player.js";
 import { $, clear, dayAndTime, duration, el } from "./util.js";
 
 const GROUPS = [
@@ -51,6 +51,8 @@ function item(rec, settings) {
         const verb = rec.status === "pending" ? "Cancel" : "Delete";
         if (!window.confirm(`${verb} "${rec.name}"?`)) return;
         event.currentTarget.disabled = true;
+        // a recording being watched is closed first: its segments are gone once it is deleted
+        if (rec.url && playingUrl() === `${rec.url}.m3u8`) stop();
         try {
           await request(`/api/recordings/${rec.id}`, { method: "DELETE", admin: true });
           await renderRecordings(settings);
