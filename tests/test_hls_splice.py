@@ -51,9 +51,10 @@ async def fire_after_segments(emu: Emulator, faults: list[Callable[[], Any]], do
 
 
 #: the audio of a new transcode starts where its encoder put it relative to the video: after the
-#: join (video continuous, A/V sync kept, overlapping AAC frames removed) it may start up to one
-#: audio PES (~0.32 s in the samples; 69 ms was the most measured) after the old audio ended
-AUDIO_GAP_SECONDS = 0.35
+#: join (video continuous, A/V sync kept) overlapping AAC frames are removed and a hole is filled
+#: with silent frames, whole ones that end at or before the new audio: what is left is less than
+#: one audio frame (the stream's own: 1024 samples at its rate), allowed on top of the rounding
+AUDIO_GAP_FRAMES = 1
 
 
 def framecrc_frames(text: str) -> dict[int, tuple[str, int, list[tuple[int, int]]]]:
@@ -109,7 +110,8 @@ async def test_ffmpeg_decodes_across_an_expiry_and_a_dropped_transcode_without_a
     assert sorted(kind for kind, _, _ in streams.values()) == ["audio", "video"], result.stdout[:500]
     for index, (kind, rate, frames) in streams.items():
         assert len(frames) > 100, (index, len(frames))
-        allowance = int(AUDIO_GAP_SECONDS * rate) if kind == "audio" else 0
+        # a decoded AAC frame's duration, in the stream's time base, is its 1024 samples
+        allowance = AUDIO_GAP_FRAMES * frames[0][1] if kind == "audio" else 0
         assert gaps(frames, allowance) == [], (kind, rate, gaps(frames, allowance))
 
 

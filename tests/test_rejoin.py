@@ -23,7 +23,7 @@ from proxy.media.rejoin import Join, SegmentRewriter, audio_ends
 from proxy.media.timeline import timeline_end
 from proxy.media.timestamps import pes_timestamps, ticks_between
 from proxy.metrics import Metrics
-from tests.players import FFPROBE, needs_ffmpeg, run
+from tests.players import FFMPEG, FFPROBE, needs_ffmpeg, run
 from tests.test_hls_splice import continuity_breaks
 
 SCOPE = "live.7181.720p"
@@ -236,4 +236,62 @@ async def test_an_anchor_held_until_whole_is_still_bounded_by_the_segment_limit(
     with pytest.raises(UpstreamTooLarge):
         async for _ in body.iter_chunks():
             pass
+    await cache.close()
+
+
+def joined_late(library: MediaLibrary) -> tuple[bytes, bytes]:
+    """Segment 12 moved to follow segment 9: its first audio would start 6720 ticks (3.5 AAC frames
+    at 48 kHz) after the old audio ended."""
+    source = library.source("testcard")
+    return source.segment(9, SECONDS), source.segment(12, SECONDS)
+
+
+@needs_ffmpeg
+async def test_audio_that_starts_after_the_old_end_is_preceded_by_silence(library: MediaLibrary) -> None:
+    old, new = joined_late(library)
+    base = timeline_end([old])
+    join = Join(base, audio_ends(old, base))
+    anchor = SegmentRewriter(join, anchor=True)
+    out = anchor.feed(new) + anchor.finish()
+    anchor.complete()
+    assert join.offset is not None
+    # the silence is in packets of its own: the anchor grew by them, the counters still follow
+    assert len(out) > len(new) and (len(out) - len(new)) % PACKET_SIZE == 0
+    assert continuity_breaks(old + out) == []
+    frame = 1920  # 1024 samples at 48 kHz in 90 kHz ticks
+    before = await audio_frames(old)
+    frames = await audio_frames(old + out)
+    # the first silent frame starts where the old audio ended
+    assert frames[len(before)] - frames[len(before) - 1] == frame
+    # A/V sync: the new audio is where its encoder put it (shifted with the video), not moved
+    first_new = (await audio_frames(new))[0] + join.offset
+    assert first_new in frames
+    silent = frames[len(before) : frames.index(first_new)]
+    assert len(silent) == 3
+    # no hole of a frame or more anywhere, and no overlap
+    steps = [b - a for a, b in itertools.pairwise(frames)]
+    assert all(0 < step < 2 * frame for step in steps), steps
+    # and ffmpeg decodes the joined audio without a word
+    assert FFMPEG is not None
+    decoded = await run(FFMPEG, "-v", "error", "-i", "-", "-map", "0:a", "-f", "null", "-", timeout=60,
+                        stdin=old + out)
+    assert decoded.returncode == 0 and decoded.stderr == "", decoded.stderr
+
+
+async def test_an_anchor_grown_by_silence_goes_through_the_cache_whole(library: MediaLibrary) -> None:
+    old, new = joined_late(library)
+    cache = SegmentCache(cache_bytes=16 << 20, segment_max_bytes=8 << 20, metrics=Metrics(CollectorRegistry()))
+    continuity = Continuity()
+    upstream = Upstream()
+    upstream.data[key(1, 9)], upstream.data[key(2, 12)] = old, new
+    continuity.begin(SCOPE, 1, key(1, 9), upstream.opener(key(1, 9)))
+    assert await fetch(cache, continuity, upstream, 1, 9) == old
+    continuity.begin(SCOPE, 2, key(2, 12), upstream.opener(key(2, 12)))
+    served = await fetch(cache, continuity, upstream, 2, 12)
+    # NextPVR's Content-Length is the segment's before the silence: not held against the cache
+    base = timeline_end([old])
+    anchor = SegmentRewriter(Join(base, audio_ends(old, base)), anchor=True)
+    assert served == anchor.feed(new) + anchor.finish()
+    assert len(served) > len(new)
+    assert upstream.opened.count(key(2, 12)) == 1
     await cache.close()

@@ -11,7 +11,9 @@ as they enter the shared cache, once, never per viewer:
   the previous generation's newest cached segment (``proxy/media/timeline.py``, shared with the
   remux packager's splice);
 - audio of the anchor that would overlap what the previous generation already played is replaced
-  by null packets (same length), up to the first audio PES after it;
+  by null packets (same length), up to the first audio PES after it; AAC audio that starts later
+  than the old audio ended gets silent frames before it (``rejoin.py``): the anchor then grows, so
+  its Content-Length is not passed on (the cache holds it whole and knows its size once done);
 - every PID's continuity counter is moved on by a constant so that it continues the old one.
 
 The offset depends only on the previous generation's end and the anchor's bytes: a later segment
@@ -286,7 +288,10 @@ class _SplicedBody:
         self._job = job
         self.status = body.status
         self.content_type = body.content_type
-        self.content_length = body.content_length
+        #: what NextPVR said it sends, checked against what came
+        self._expected = body.content_length
+        # an anchor may grow (silence filling an audio gap): its length is known only at its end
+        self.content_length = None if job.rewriter.may_grow else body.content_length
         self._closed = False
 
     async def iter_chunks(self, chunk_size: int = 65536) -> AsyncIterator[bytes]:
@@ -301,7 +306,7 @@ class _SplicedBody:
             out = rewriter.feed(chunk)
             if out:
                 yield out
-        if self.content_length is not None and received != self.content_length:
+        if self._expected is not None and received != self._expected:
             # said here, before the held bytes go out: the cache resumes from what it has, and an
             # anchor (held whole) is fetched again rather than joined from its second half
             raise NextPVRUnreachable("NextPVR ended the segment early")

@@ -1,13 +1,16 @@
 """Rewriting the segments of a new MPEG-TS stream so that they continue an old stream's timeline.
 
-Pure (bytes in, the same number of bytes out); ``proxy/hls/continuity.py`` feeds it a segment's
-chunks as they arrive from NextPVR. A :class:`Join` is fixed once per new stream by its first
-segment, the *anchor*, rewritten whole:
+Pure; ``proxy/hls/continuity.py`` feeds it a segment's chunks as they arrive from NextPVR. Every
+segment keeps its size but the anchor, which may grow by the silence below. A :class:`Join` is
+fixed once per new stream by its first segment, the *anchor*, rewritten whole:
 
 - one timestamp offset, so that the anchor's first video frame decodes one frame after the old
   stream's last (``timeline.join_offset``);
 - audio that would overlap what the old stream played is removed: whole ADTS (AAC) frames, so the
   audio goes on within one frame; other codecs whole PES (replaced by null packets);
+- AAC-LC audio that starts later than the old audio ended is preceded by silent frames
+  (``aac_silence.py``) in a PES of its own from the old end, so the decoded audio goes on within one
+  frame while the new audio keeps its timestamps (A/V sync); other codecs keep their gap;
 - the continuity counters of every PID renumbered from the old stream's, and per PID the constant
   that moves the counters of every later segment on by as much.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from proxy.media.aac_silence import silent_frame
 from proxy.media.adts import adts_frames, frame_ticks
 from proxy.media.packets import NULL_PID, PACKET_SIZE, Buffer, payload_offset
 from proxy.media.timeline import NULL_PACKET, TimelineEnd, is_video_pes, join_offset
@@ -38,6 +42,8 @@ __all__ = ["Join", "SegmentRewriter", "audio_ends", "first_timestamp"]
 _SYNC: Final = 0x47
 #: a stream's first timestamp is looked for in this many leading bytes of a segment passed unchanged
 _HEAD_BYTES: Final = 64 * 1024
+#: the most silent frames put into one gap (~1 s at 48 kHz): a longer hole is no splice's rounding
+_MAX_SILENT_FRAMES: Final = 48
 
 
 def first_timestamp(data: Buffer) -> int | None:
@@ -183,6 +189,33 @@ def _trim_audio(buf: bytearray, pid: int, until: int, offset: int, exact: bool) 
         return
 
 
+def _fill_audio_gap(buf: bytearray, pid: int, until: int, offset: int) -> None:
+    """Insert silent AAC frames of ``pid`` from ``until`` up to (within one frame) where its first
+    audio (shifted by ``offset``) starts, as a PES of new packets before that audio's first."""
+    found = _pes_list(buf, pid)
+    parsed = _pes_frames(found[0].data) if found else None
+    if parsed is None:
+        return
+    pts, frames = parsed
+    first = found[0]
+    ticks = frame_ticks(first.data, frames[0][0])
+    # whole frames only, ending at or before the new audio: it is not moved, and never overlapped
+    count = int(ticks_between(until, pts + offset) // ticks)
+    frame = silent_frame(first.data, frames[0][0])
+    if frame is None or not 0 < count <= _MAX_SILENT_FRAMES:
+        return
+    payload = frame * count
+    pes = bytearray(b"\x00\x00\x01" + bytes((first.data[3],)))
+    pes += (8 + len(payload)).to_bytes(2, "big") + bytes((0x80, 0x80, 5, 0x21, 0, 1, 0, 1)) + payload
+    write_pes_timestamp(pes, 9, until - offset)
+    size = PACKET_SIZE - 4
+    blank = bytes((_SYNC, (pid >> 8) & 0x1F, pid & 0xFF, 0x10)) + b"\xff" * size
+    block = bytearray(blank * -(-len(pes) // size))
+    _write_pes(block, list(range(0, len(block), PACKET_SIZE)), bytes(pes))
+    at = first.packets[0]
+    buf[at:at] = block
+
+
 def _next_counters(data: Buffer) -> dict[int, int]:
     """PID -> the counter its next payload packet would carry after ``data``."""
     following: dict[int, int] = {}
@@ -211,6 +244,8 @@ def _rewrite_anchor(buf: bytearray, join: Join) -> None:
                 exact = join.exact_ends.get(other)
                 _trim_audio(buf, other, last_pts + step if exact is None else exact, join.offset,
                             exact is not None)
+                if exact is not None:
+                    _fill_audio_gap(buf, other, exact, join.offset)
     if join.offset:
         shift_timestamps(buf, join.offset)
     counters = ContinuityRewriter(base.next_cc if base is not None else {})
@@ -235,6 +270,11 @@ class SegmentRewriter:
         self._carry = b""
         self._head = b""
         self._held = bytearray()
+
+    @property
+    def may_grow(self) -> bool:
+        """Whether the bytes out may be more than the bytes in (an anchor: silence put in)."""
+        return self._anchor and self._join is not None
 
     def restart(self, *, from_start: bool) -> None:
         """The upstream sends again: from the first byte, or from the last byte passed on."""
