@@ -25,10 +25,11 @@ from proxy.errors import NextPVRUnparseable, NotFound
 from proxy.hls.budget import OutputBudget, Tail, check_counts, unseen_tail
 from proxy.hls.continuity import Continuity
 from proxy.hls.expiry import renew_tokens, rounded_expiry
+from proxy.hls.media_model import Block
 from proxy.hls.rewrite import PlaylistError, PlaylistInfo, RewriteJob, UriKind, UriSite, iter_rewrite
 from proxy.hls.scrub import LeakGuard
 from proxy.hls.segments import Opener, SegmentCache, SegmentEntry
-from proxy.hls.stitch import Block, LivePlaylist
+from proxy.hls.stitch import LivePlaylist
 from proxy.hls.tokens import Target, TokenError, TokenSigner
 from proxy.hls.url_mapper import ProxyUrlMapper
 from proxy.hls.urls import TranscodeKey, split_hls_path
