@@ -6,7 +6,7 @@ import pytest
 
 from proxy.errors import UpstreamTooLarge
 from proxy.hls.budget import OutputBudget, check_counts, unseen_tail
-from proxy.hls.stitch import split_media_playlist
+from proxy.hls.rewrite import split_media_playlist
 
 
 def playlist(first: int, count: int, *, nl: str = "\n") -> str:

@@ -473,8 +473,10 @@ def test_foreign_hosts_become_refusing_proxy_urls(signer: TokenSigner) -> None:
 @pytest.mark.parametrize(("name", "allowed_project_modules"), [
     # the rewriter's own modules and the two it uses are each checked by the next cases
     ("proxy.hls.rewrite", {"proxy.hls.resolve", "proxy.hls.scrub", "proxy.hls.playlist_syntax",
-                           "proxy.hls.rewrite_pass"}),
-    ("proxy.hls.rewrite_pass", {"proxy.hls.resolve", "proxy.hls.scrub", "proxy.hls.playlist_syntax"}),
+                           "proxy.hls.rewrite_pass", "proxy.hls.media_model"}),
+    ("proxy.hls.rewrite_pass", {"proxy.hls.resolve", "proxy.hls.scrub", "proxy.hls.playlist_syntax",
+                                "proxy.hls.media_model"}),
+    ("proxy.hls.media_model", {"bisect", "proxy.hls.playlist_syntax"}),
     ("proxy.hls.playlist_syntax", set()),
     ("proxy.hls.resolve", set()),
     ("proxy.hls.scrub", {"base64", "binascii", "urllib.parse"}),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import m3u8  # test oracle only: it parses the proxy's output, it never writes it
 import pytest
 
-from proxy.hls.stitch import LivePlaylist, SequenceReset, split_media_playlist
+from proxy.hls.rewrite import split_media_playlist
+from proxy.hls.stitch import LivePlaylist, SequenceReset
 from tests.conftest import uris
 
 

@@ -21,7 +21,8 @@ from collections.abc import Set
 from dataclasses import dataclass
 
 from proxy.errors import UpstreamTooLarge
-from proxy.hls.stitch import SEGMENT_TAGS, Block
+from proxy.hls.media_model import Block
+from proxy.hls.playlist_syntax import SEGMENT_TAGS
 
 __all__ = ["LINES_PER_SEGMENT", "OutputBudget", "Tail", "check_counts", "unseen_tail"]
 
@@ -110,9 +111,10 @@ def unseen_tail(text: str, known: Set[int]) -> Tail | None:
     return Tail(header + text[last_skipped.end():], skipped, media_sequence, discontinuity_sequence)
 
 
-# where stitch.split_media_playlist starts a segment's block: a segment tag or a URI line
-_BLOCK_START = re.compile(r"^(?:" + "|".join(re.escape(t) for t in SEGMENT_TAGS)
-                          + r"|#EXT-X-DISCONTINUITY(?!-)|[^#\s])", re.MULTILINE)
+# where the rewriting pass ends the header (rewrite_pass.py, the same tag table): a segment tag (the
+# whole name: not EXT-X-DISCONTINUITY-SEQUENCE) or a URI line
+_BLOCK_START = re.compile(r"^(?:#(?:" + "|".join(re.escape(t) for t in sorted(SEGMENT_TAGS, key=len, reverse=True))
+                          + r")(?![A-Z0-9-])|[^#\s])", re.MULTILINE)
 _URI_LINE = re.compile(r"^[^#\s][^\r\n]*(?:\r?\n|\Z)", re.MULTILINE)
 _MEDIA_SEQUENCE = re.compile(r"^#EXT-X-MEDIA-SEQUENCE:[ \t]*(\d{1,18})", re.MULTILINE)
 _MEDIA_SEQUENCE_LINE = re.compile(r"^#EXT-X-MEDIA-SEQUENCE:[^\n]*\n?", re.MULTILINE)

@@ -78,6 +78,15 @@ _MULTIVARIANT_TAGS: Final = frozenset({
     "EXT-X-SESSION-DATA", "EXT-X-SESSION-KEY", "EXT-X-CONTENT-STEERING",
 })
 #: tags whose value the pass parses as a number (a leak there is a PlaylistError already)
+#: tags that belong to the next media segment (RFC 8216bis 4.4.4): the first of them (or a URI line)
+#: ends the playlist's header; the one table the rewriter, the stitcher and ``budget.unseen_tail`` use
+SEGMENT_TAGS: Final = frozenset({
+    "EXTINF", "EXT-X-BYTERANGE", "EXT-X-DISCONTINUITY", "EXT-X-KEY", "EXT-X-MAP", "EXT-X-PROGRAM-DATE-TIME",
+    "EXT-X-DATERANGE", "EXT-X-GAP", "EXT-X-BITRATE", "EXT-X-PART",
+    # SCTE-35 splice markers as packagers write them (not in the RFC, carried with their segment)
+    "EXT-X-CUE", "EXT-X-CUE-OUT", "EXT-X-CUE-OUT-CONT", "EXT-X-CUE-IN", "EXT-X-CUE-SPAN",
+})
+
 _NUMERIC_TAGS: Final = frozenset({
     "EXT-X-TARGETDURATION", "EXT-X-MEDIA-SEQUENCE", "EXT-X-DISCONTINUITY-SEQUENCE", "EXT-X-VERSION",
 })

@@ -25,10 +25,11 @@ from proxy.errors import NextPVRUnparseable, NotFound
 from proxy.hls.budget import OutputBudget, Tail, check_counts, unseen_tail
 from proxy.hls.continuity import Continuity
 from proxy.hls.expiry import renew_tokens, rounded_expiry
-from proxy.hls.rewrite import PlaylistError, PlaylistInfo, UriKind, UriSite, iter_rewrite
+from proxy.hls.media_model import Block
+from proxy.hls.rewrite import PlaylistError, PlaylistInfo, RewriteJob, UriKind, UriSite, iter_rewrite
 from proxy.hls.scrub import LeakGuard
 from proxy.hls.segments import Opener, SegmentCache, SegmentEntry
-from proxy.hls.stitch import Block, LivePlaylist, split_media_playlist
+from proxy.hls.stitch import LivePlaylist
 from proxy.hls.tokens import Target, TokenError, TokenSigner
 from proxy.hls.url_mapper import ProxyUrlMapper
 from proxy.hls.urls import TranscodeKey, split_hls_path
@@ -163,7 +164,7 @@ class PlaylistRefresher:
         assert session is not None and self._mapper is not None
         sid = await session.sid()
         text, base = await self._fetch(URL(self._mapper.resolve(target, sid), encoded=True))
-        out, _info = await self._rewrite(text, base, self._new_mapper(sid))
+        out, _job = await self._rewrite(text, base, self._new_mapper(sid))
         return out.encode()
 
     def cancel_downloads(self) -> None:
@@ -180,9 +181,13 @@ class PlaylistRefresher:
         playback = _listed_seconds(text) if self.key.kind == "recording" else 0.0
         recorder = _MediaRecorder(self._new_mapper(sid, playback=playback))
         tail = self._unseen_tail(text)
-        rewritten, info = await self._rewrite(tail.text if tail is not None else text, base, recorder)
+        rewritten, job = await self._rewrite(tail.text if tail is not None else text, base, recorder,
+                                             media=True)
+        info = job.info
         if info.target_duration:
             self.target_duration = info.target_duration
+        if info.is_master or info.endlist:
+            del job  # its kept lines: a 10,000-segment recording's are megabytes
         if info.is_master:
             self.vod = rewritten.encode()
             return
@@ -193,8 +198,9 @@ class PlaylistRefresher:
             self.vod = rewritten.encode()
             return
         try:
-            parsed = split_media_playlist(rewritten)
-        except ValueError as exc:
+            # cut at the segment boundaries the rewriting pass recorded: the output is not parsed again
+            parsed = job.media()
+        except PlaylistError as exc:
             raise NextPVRUnparseable(f"NextPVR's playlist for {self.scope} is malformed ({exc})") from exc
         merged = parsed
         if tail is not None:
@@ -300,13 +306,13 @@ class PlaylistRefresher:
         check_counts(fetched.text, max_segments=self._s.config.hls.playlist_max_segments, what=self.scope)
         return fetched.text, fetched.base
 
-    async def _rewrite(self, text: str, base: str, mapper: Callable[[str, UriSite], str | None]
-                       ) -> tuple[str, PlaylistInfo]:
+    async def _rewrite(self, text: str, base: str, mapper: Callable[[str, UriSite], str | None], *,
+                       media: bool = False) -> tuple[str, RewriteJob]:
         """Rewrite in slices, yielding to the event loop between them (large VOD playlists)."""
         # 250 lines: sealing a token (AES-SIV) costs a few microseconds; short slices keep the loop
         # responsive on a loaded 2-core machine (test_recordings measures the longest stall)
         job = iter_rewrite(text, base, mapper, lines_per_chunk=250, guard=self._s.leak_guard(),
-                           passthrough_schemes=self._s.config.hls.passthrough_schemes)
+                           passthrough_schemes=self._s.config.hls.passthrough_schemes, media=media)
         parts: list[str] = []
         budget = OutputBudget(self._s.config.hls.playlist_max_bytes, what=self.scope)
         spent = 0.0
@@ -328,7 +334,7 @@ class PlaylistRefresher:
         self._s.metrics.rewrite_duration.observe(spent)
         if info.dropped_tags or info.dropped_attributes:
             self._report_dropped(info)
-        return "".join(parts), info
+        return "".join(parts), job
 
     def _report_dropped(self, info: PlaylistInfo) -> None:
         """Count every removal; log each tag name once per transcode (never the value)."""

@@ -47,6 +47,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 
+from proxy.hls.media_model import ParsedMedia, build_media
 from proxy.hls.playlist_syntax import PlaylistError, UriKind, UriSite
 from proxy.hls.rewrite_pass import _DROP, Mapper, PlaylistInfo, _Pass
 from proxy.hls.scrub import DEFAULT_PASSTHROUGH_SCHEMES, LeakGuard
@@ -60,6 +61,7 @@ __all__ = [
     "UriSite",
     "iter_rewrite",
     "rewrite_playlist",
+    "split_media_playlist",
 ]
 
 
@@ -71,11 +73,15 @@ class RewriteJob:
     output of :func:`rewrite_playlist`. :attr:`info` is available once every chunk
     has been produced. A :class:`PlaylistError` may surface in any chunk, so
     collect all of them before sending anything to a client.
+
+    With ``media=True`` the job keeps its rewritten lines, and :meth:`media` cuts them into the
+    stitcher's :class:`~proxy.hls.media_model.ParsedMedia` at the segment boundaries the pass
+    recorded: a live playlist is parsed once, by the pass that rewrites it.
     """
 
     def __init__(self, text: str, base_url: str, mapper: Mapper, *, lines_per_chunk: int = 2000,
                  guard: LeakGuard | None = None,
-                 passthrough_schemes: Iterable[str] = DEFAULT_PASSTHROUGH_SCHEMES) -> None:
+                 passthrough_schemes: Iterable[str] = DEFAULT_PASSTHROUGH_SCHEMES, media: bool = False) -> None:
         if lines_per_chunk < 1:
             raise ValueError("lines_per_chunk must be positive")
         self._pass = _Pass(base_url, mapper, guard if guard is not None else LeakGuard(),
@@ -84,6 +90,8 @@ class RewriteJob:
         self._lines_per_chunk = lines_per_chunk
         self._info: PlaylistInfo | None = None
         self._started = False
+        self._keep_lines = media
+        self._lines: list[str] | None = None
 
     def chunks(self) -> Iterator[str]:
         if self._started:
@@ -121,6 +129,8 @@ class RewriteJob:
             chunk = "\n".join(kept)
             yield chunk + "\n" if stop < n and kept else chunk
         self._info = self._pass.info()
+        if self._keep_lines:
+            self._lines = lines
 
     @property
     def info(self) -> PlaylistInfo:
@@ -128,13 +138,24 @@ class RewriteJob:
             raise RuntimeError("the playlist info is known only after the last chunk")
         return self._info
 
+    def media(self) -> ParsedMedia:
+        """The rewritten media playlist as header, segment blocks and trailer (``media=True``,
+        after the last chunk). Raises :class:`PlaylistError` for a multivariant playlist."""
+        if self._lines is None:
+            raise RuntimeError("the segments are known only after the last chunk of a media=True job")
+        info = self.info
+        return build_media(self._lines, _DROP, self._pass.marks(), media_sequence=info.media_sequence,
+                           discontinuity_sequence=info.discontinuity_sequence,
+                           target_duration=info.target_duration or 0, endlist=info.endlist)
+
 
 def iter_rewrite(text: str, base_url: str, mapper: Mapper, *, lines_per_chunk: int = 2000,
                  guard: LeakGuard | None = None,
-                 passthrough_schemes: Iterable[str] = DEFAULT_PASSTHROUGH_SCHEMES) -> RewriteJob:
+                 passthrough_schemes: Iterable[str] = DEFAULT_PASSTHROUGH_SCHEMES,
+                 media: bool = False) -> RewriteJob:
     """Rewrite in chunks of ``lines_per_chunk`` lines; see :class:`RewriteJob`."""
     return RewriteJob(text, base_url, mapper, lines_per_chunk=lines_per_chunk, guard=guard,
-                      passthrough_schemes=passthrough_schemes)
+                      passthrough_schemes=passthrough_schemes, media=media)
 
 
 def rewrite_playlist(text: str, base_url: str, mapper: Mapper, *, guard: LeakGuard | None = None,
@@ -151,3 +172,14 @@ def rewrite_playlist(text: str, base_url: str, mapper: Mapper, *, guard: LeakGua
                      passthrough_schemes=passthrough_schemes)
     out = "".join(job.chunks())
     return out, job.info
+
+
+def split_media_playlist(text: str) -> ParsedMedia:
+    """Cut an already rewritten media playlist into header, blocks and trailer: the same pass
+    with a mapper that keeps every URI (comments and what ``sid=`` leaks still go, as in any
+    rewrite). For tests and tools; the proxy gets its :class:`ParsedMedia` from its own rewrite."""
+    job = RewriteJob(text, "http://playlist.invalid/", lambda _url, _site: None, lines_per_chunk=sys.maxsize,
+                     media=True)
+    for _chunk in job.chunks():
+        pass
+    return job.media()

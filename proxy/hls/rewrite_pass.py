@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, TypeAlias
 
+from proxy.hls.media_model import SegmentMarks
 from proxy.hls.playlist_syntax import (
     _DATERANGE_CLASS,
     _MULTIVARIANT_TAGS,
     _NUMERIC_TAGS,
     _URI_TAGS,
+    SEGMENT_TAGS,
     PlaylistError,
     UriKind,
     UriSite,
@@ -103,6 +105,19 @@ class _Pass:
         self.variant_pending = False
         #: DATERANGE ID -> CLASS, so a later tag with the same ID keeps its meaning (bounded by the text)
         self.daterange_classes: dict[str, str] = {}
+        # where the segments are in the output, for the stitcher (media_model.build_media); one
+        # entry per segment, bounded by the text like the lines themselves
+        self.body_start = -1
+        self.seg_uris: list[int] = []
+        self.seg_durations: list[float] = []
+        #: the EXTINF duration of the segment whose URI line has not come yet
+        self.seg_duration = 0.0
+        self.discontinuities: list[int] = []
+        self.variant_streams = False
+
+    def marks(self) -> SegmentMarks:
+        return SegmentMarks(self.body_start, self.seg_uris, self.seg_durations, self.discontinuities,
+                            self.variant_streams)
 
     def info(self) -> PlaylistInfo:
         return PlaylistInfo(
@@ -189,6 +204,9 @@ class _Pass:
         isfinite = math.isfinite
         found = self.guard.found
         site = _SITE_SEGMENT
+        uris_append = self.seg_uris.append
+        durations_append = self.seg_durations.append
+        seg_duration = self.seg_duration
         try:
             for i in range(start, stop):
                 line = lines[i]
@@ -205,7 +223,10 @@ class _Pass:
                             raise PlaylistError(f"line {i + 1}: EXTINF duration is not finite")
                         if duration > 0:
                             total += duration
+                        if not extinfs and self.body_start < 0:
+                            self.body_start = i
                         extinfs += 1
+                        seg_duration = duration
                         if comma >= 0 and len(line) > comma + 2 and found(line[comma + 1:]):
                             # a title is free text: emptied, the duration stays
                             lines[i] = line[:comma + 1] + ("\r" if line[-1] == "\r" else "")
@@ -231,13 +252,18 @@ class _Pass:
                     url = resolve(uri)
                     if url is not None:
                         segments += 1
+                        uris_append(i)
+                        durations_append(seg_duration)
+                        seg_duration = 0.0
                         new = mapper(url, site)
                         if new is not None:
                             lines[i] = new + eol if eol else new
                         continue
                 self.segment_count = segments
+                self.seg_duration = seg_duration
                 new = self.uri_line(line, i)
                 segments = self.segment_count
+                seg_duration = self.seg_duration
                 if new is not None:
                     lines[i] = new
                     if new is _DROP:
@@ -246,6 +272,7 @@ class _Pass:
             self.total_duration = total
             self.extinf_count = extinfs
             self.segment_count = segments
+            self.seg_duration = seg_duration
 
     def uri_line(self, line: str, index: int) -> str | None:
         if line[-1] == "\r":
@@ -272,6 +299,10 @@ class _Pass:
             new = self.map(uri, site)
             if new is _DROP:
                 self.drop("URI")
+            elif site is _SITE_SEGMENT:
+                self.seg_uris.append(index)
+                self.seg_durations.append(self.seg_duration)
+                self.seg_duration = 0.0
         if new is None or new is _DROP:
             return new
         if uri is core:
@@ -289,6 +320,15 @@ class _Pass:
         else:
             name = line[1:colon]
             value = line[colon + 1:]
+        new = self.named_tag(line, index, colon, name, value)
+        if name in SEGMENT_TAGS and new is not _DROP:
+            if self.body_start < 0:
+                self.body_start = index
+            if colon < 0 and name == "EXT-X-DISCONTINUITY":
+                self.discontinuities.append(index)
+        return new
+
+    def named_tag(self, line: str, index: int, colon: int, name: str, value: str) -> str | None:
         sites = _URI_TAGS.get(name)
         if sites is not None:
             if name in _MULTIVARIANT_TAGS:
@@ -303,6 +343,7 @@ class _Pass:
         if name == "EXT-X-STREAM-INF":
             self.multivariant = True
             self.variant_pending = True
+            self.variant_streams = True
         elif name == "EXT-X-TARGETDURATION":
             self.target_duration = _target_duration(value, index)
         elif name == "EXT-X-MEDIA-SEQUENCE":

@@ -13,9 +13,9 @@ URL. For the viewer's player the playlist must stay valid HLS across that join
   ``EXT-X-DISCONTINUITY-SEQUENCE`` grows by one each time a segment carrying a
   discontinuity slides out of the window.
 
-Input is an upstream media playlist that the rewriter has already rewritten. This
-module is pure (no I/O): it splits the text into header, segment blocks and trailer,
-merges the blocks into its window and renders bytes.
+Input is an upstream media playlist that the rewriter has already rewritten, cut into
+header, segment blocks and trailer by that same rewriting pass (``media_model.py``). This
+module is pure (no I/O): it merges the blocks into its window and renders bytes.
 """
 
 from __future__ import annotations
@@ -24,105 +24,17 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from proxy.hls.media_model import Block, ParsedMedia
 from proxy.hls.numbering import wall_clock_sequence
 
-__all__ = ["SEGMENT_TAGS", "LivePlaylist", "ParsedMedia", "SequenceReset", "split_media_playlist"]
+__all__ = ["Block", "LivePlaylist", "ParsedMedia", "SequenceReset"]
 
-# Tags that belong to the next media segment: a block starts at the first of them.
-_SEGMENT_TAGS = (
-    "#EXTINF", "#EXT-X-BYTERANGE", "#EXT-X-KEY", "#EXT-X-MAP", "#EXT-X-PROGRAM-DATE-TIME",
-    "#EXT-X-DATERANGE", "#EXT-X-GAP", "#EXT-X-BITRATE", "#EXT-X-PART:", "#EXT-X-CUE",
-)
-#: (public for ``budget.unseen_tail``, which finds the same block starts without splitting)
-SEGMENT_TAGS = _SEGMENT_TAGS
 _DISCONTINUITY = "#EXT-X-DISCONTINUITY"
 _REPLACED_HEADER = ("#EXT-X-MEDIA-SEQUENCE:", "#EXT-X-DISCONTINUITY-SEQUENCE:", "#EXT-X-TARGETDURATION:")
 
 
 class SequenceReset(Exception):
     """NextPVR's media sequence went backwards inside one transcode generation."""
-
-
-@dataclass(frozen=True, slots=True)
-class Block:
-    upstream_seq: int
-    text: str
-    duration: float
-    #: the block itself carries an EXT-X-DISCONTINUITY tag
-    discontinuity: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedMedia:
-    header: list[str]
-    blocks: list[Block]
-    trailer: list[str]
-    media_sequence: int
-    discontinuity_sequence: int
-    target_duration: int
-    endlist: bool
-    newline: str
-
-
-def _is_segment_tag(line: str) -> bool:
-    if line.startswith(_DISCONTINUITY):
-        return not line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE")
-    return line.startswith(_SEGMENT_TAGS)
-
-
-def split_media_playlist(text: str) -> ParsedMedia:
-    """Split a media playlist into header lines, one block per segment, and trailer lines.
-
-    A block is every line from the first segment tag after the previous URI line up to
-    and including its own URI line. Raises ``ValueError`` on something that is not a
-    media playlist.
-    """
-    lines = text.splitlines(keepends=True)
-    if not lines or not lines[0].lstrip("\ufeff").startswith("#EXTM3U"):
-        raise ValueError("not an HLS playlist (no #EXTM3U)")
-    newline = "\r\n" if lines[0].endswith("\r\n") else "\n"
-    header: list[str] = []
-    blocks: list[Block] = []
-    pending: list[str] = []
-    media_sequence = 0
-    discontinuity_sequence = 0
-    target_duration = 0
-    endlist = False
-    in_header = True
-    duration = 0.0
-    for line in lines:
-        stripped = line.strip()
-        if stripped.startswith("#EXT-X-STREAM-INF"):
-            raise ValueError("a multivariant playlist, not a media playlist")
-        if in_header:
-            if stripped and (not stripped.startswith("#") or _is_segment_tag(stripped)):
-                in_header = False
-            else:
-                if stripped.startswith("#EXT-X-MEDIA-SEQUENCE:"):
-                    media_sequence = int(stripped.split(":", 1)[1])
-                elif stripped.startswith("#EXT-X-DISCONTINUITY-SEQUENCE:"):
-                    discontinuity_sequence = int(stripped.split(":", 1)[1])
-                elif stripped.startswith("#EXT-X-TARGETDURATION:"):
-                    target_duration = round(float(stripped.split(":", 1)[1]))
-                elif stripped == "#EXT-X-ENDLIST":
-                    endlist = True
-                header.append(line)
-                continue
-        pending.append(line)
-        if stripped.startswith("#EXTINF:"):
-            duration = float(stripped[8:].split(",", 1)[0] or 0)
-        elif stripped == "#EXT-X-ENDLIST":
-            endlist = True
-        elif stripped and not stripped.startswith("#"):
-            text_block = "".join(pending)
-            disc = any(p.strip() == _DISCONTINUITY for p in pending)
-            blocks.append(Block(media_sequence + len(blocks), text_block, duration, disc))
-            pending = []
-            duration = 0.0
-    if pending and not pending[-1].endswith(("\n", "\r")):
-        pending[-1] += newline
-    return ParsedMedia(header, blocks, pending, media_sequence, discontinuity_sequence,
-                       target_duration, endlist, newline)
 
 
 @dataclass(slots=True)
