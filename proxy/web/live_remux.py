@@ -21,14 +21,13 @@ from aiohttp import hdrs, web
 
 from proxy.errors import BadRequest, Forbidden, NotFound
 from proxy.hls.tokens import TokenError
-from proxy.keys import CONFIG_KEY, METRICS_KEY, REMUX_KEY, SIGNER_KEY
+from proxy.keys import CONFIG_KEY, REMUX_KEY, SIGNER_KEY
 from proxy.packager.manager import Mode
 from proxy.packager.muxer import Muxer
-from proxy.packager.segment import SegmentGone
 from proxy.packager.urls import PREFIX, parse_part_name, parse_segment_name, verify_segment
 from proxy.web import ll_hls
 from proxy.web.params import is_ascii_id
-from proxy.web.relay import PLAYLIST_TYPE, send
+from proxy.web.relay import PLAYLIST_TYPE
 from proxy.web.routes import Access, add_route, claim
 
 __all__ = ["START_OVER_HEADER", "remux_playlist", "requested_mode", "setup", "start_over_note"]
@@ -124,26 +123,7 @@ async def remux_segment(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={hdrs.CONTENT_TYPE: _TS, hdrs.CACHE_CONTROL: _SEGMENT_CACHE_CONTROL})
     if segment.complete:
         resp.content_length = segment.size
-    metrics = request.app.get(METRICS_KEY)
-    muxer.sending += 1
-    try:
-        await resp.prepare(request)
-        if request.method == hdrs.METH_HEAD:
-            return resp
-        try:
-            async for chunk in segment.read():
-                await send(request, resp, chunk)
-                if metrics is not None:
-                    metrics.sent_bytes.labels("hls").inc(len(chunk))
-        except SegmentGone:
-            # evicted mid-send (a very slow reader): the body is cut short, as a broken upstream would
-            if request.transport is not None:
-                request.transport.abort()
-            return resp
-        await resp.write_eof()
-        return resp
-    finally:
-        muxer.sending -= 1
+    return await ll_hls.send_segment(request, resp, muxer, segment)
 
 
 def setup(app: web.Application) -> None:

@@ -25,7 +25,7 @@ from aiohttp import hdrs, web
 from proxy.errors import BadRequest, NotFound, ServiceUnavailable
 from proxy.keys import CONFIG_KEY, METRICS_KEY
 from proxy.packager.muxer import Muxer
-from proxy.packager.segment import SegmentGone
+from proxy.packager.segment import Segment, SegmentGone
 from proxy.web.relay import PLAYLIST_TYPE, send
 
 __all__ = ["ll_playlist", "remux_part"]
@@ -99,6 +99,12 @@ async def remux_part(request: web.Request, muxer: Muxer | None, session: str, se
     segment, part = found
     resp = web.StreamResponse(headers={hdrs.CONTENT_TYPE: _TS, hdrs.CACHE_CONTROL: _PART_CACHE_CONTROL})
     resp.content_length = part.end - part.start
+    return await send_segment(request, resp, muxer, segment, part.start, part.end)
+
+
+async def send_segment(request: web.Request, resp: web.StreamResponse, muxer: Muxer, segment: Segment,
+                       start: int = 0, end: int | None = None) -> web.StreamResponse:
+    """Bytes ``start:end`` of a (possibly growing) remux segment: a whole segment or an LL-HLS part."""
     metrics = request.app.get(METRICS_KEY)
     muxer.sending += 1
     try:
@@ -106,11 +112,12 @@ async def remux_part(request: web.Request, muxer: Muxer | None, session: str, se
         if request.method == hdrs.METH_HEAD:
             return resp
         try:
-            async for chunk in segment.read(part.start, part.end):
+            async for chunk in segment.read(start, end):
                 await send(request, resp, chunk)
                 if metrics is not None:
                     metrics.sent_bytes.labels("hls").inc(len(chunk))
         except SegmentGone:
+            # evicted mid-send (a very slow reader): the body is cut short, as a broken upstream would
             if request.transport is not None:
                 request.transport.abort()
             return resp
